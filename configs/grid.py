@@ -1,0 +1,120 @@
+"""One grid point of the study: `configs/grid.py:ARCH,RAIN_RANGE,N[,key=value...]`.
+
+  python launch.py --config=configs/grid.py:resnet,medium,64 --workdir=runs/x
+  python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu,category=/imgs,seed=1
+
+ARCH: a registered architecture; RAIN_RANGE: small | medium | large (Table 1); N: the
+number of background patches. Keys: category (natural, a folder of images, or a name
+under data_dir/backgrounds/), scale (paper | cpu | smoke), seed.
+Every field can then be overridden with --config.FIELD=value. Defaults are the paper's
+training recipe; `scale` shrinks steps, patches, width and batch for small machines.
+"""
+
+import os
+
+import ml_collections
+
+ARCHS = ('resnet',)
+RAIN_RANGES = ('small', 'medium', 'large')
+KEYS = ('category', 'scale', 'seed')
+
+# Per scale: model width/depth, patch size, batch, steps, logging/checkpoint cadence and
+# the held-out test set's size. `paper` is the paper's recipe.
+SCALES = {
+    'paper': dict(model=dict(features=64, num_blocks=16), patch_size=128, batch_size=16,
+                  total_steps=250_000, log_every=100, checkpoint_every=5_000,
+                  eval_images=100, eval_size=128),
+    # The main job on a 2-core CPU: at most 10 minutes for training and evaluation.
+    'cpu': dict(model=dict(features=16, num_blocks=4), patch_size=64, batch_size=8,
+                total_steps=8_000, log_every=250, checkpoint_every=2_000,
+                eval_images=32, eval_size=128),
+    # Pipeline checks in tests: about a minute at most.
+    'smoke': dict(model=dict(features=8, num_blocks=2), patch_size=32, batch_size=8,
+                  total_steps=40, log_every=10, checkpoint_every=10,
+                  eval_images=4, eval_size=64),
+}
+
+
+def _fail(arg, problem):
+  raise ValueError(
+      f'Bad grid point {arg!r}: {problem}. Expected ARCH,RAIN_RANGE,N[,key=value...] with '
+      f'ARCH in {{{", ".join(ARCHS)}}}, RAIN_RANGE in {{{", ".join(RAIN_RANGES)}}}, N a '
+      f'positive integer, keys in {{{", ".join(KEYS)}}} and scale in '
+      f'{{{", ".join(SCALES)}}}; e.g. configs/grid.py:resnet,medium,64,scale=cpu.')
+
+
+def parse(arg: str) -> dict:
+  """'resnet,medium,64,scale=cpu' -> {'arch': 'resnet', 'rain_range': 'medium', ...}."""
+  parts = [p.strip() for p in arg.split(',')]
+  if len(parts) < 3 or any('=' in p for p in parts[:3]):
+    _fail(arg, 'it needs ARCH,RAIN_RANGE,N first')
+  arch, rain_range, num_patches = parts[:3]
+  if arch not in ARCHS:
+    _fail(arg, f'unknown arch {arch!r}')
+  if rain_range not in RAIN_RANGES:
+    _fail(arg, f'unknown rain range {rain_range!r}')
+  if not num_patches.isdigit() or int(num_patches) < 1:
+    _fail(arg, f'N must be a positive integer, got {num_patches!r}')
+  point = dict(arch=arch, rain_range=rain_range, num_patches=int(num_patches),
+               category='natural', scale='paper', seed=0)
+  for pair in parts[3:]:
+    key, sep, value = pair.partition('=')
+    if not sep or not key or not value:
+      _fail(arg, f'{pair!r} is not a key=value pair')
+    if key not in KEYS:
+      _fail(arg, f'unknown key {key!r}')
+    point[key] = value
+  if point['scale'] not in SCALES:
+    _fail(arg, f'unknown scale {point["scale"]!r}')
+  if not str(point['seed']).lstrip('-').isdigit():
+    _fail(arg, f'seed must be an integer, got {point["seed"]!r}')
+  point['seed'] = int(point['seed'])
+  return point
+
+
+def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
+  point = parse(arg)
+  scale = SCALES[point['scale']]
+  config = ml_collections.ConfigDict()
+  config.arch = point['arch']
+  config.scale = point['scale']
+  config.model = dict(scale['model'])
+  config.seed = point['seed']
+
+  # Data: an exact background set of N patches of P x P from the category's training
+  # images. data_dir holds optional real sets (backgrounds/<category>/, rain100L/).
+  config.category = point['category']
+  config.data_dir = os.environ.get('JAXDERAIN_DATA_DIR', '')
+  config.num_patches = point['num_patches']
+  config.patch_size = scale['patch_size']
+  config.test_fraction = 0.25  # share of a folder's images held out for testing
+  config.flips = True  # random horizontal and vertical flips of the background patches
+
+  # Training rain (Table 1) and the Levels step that makes streaks, not haze.
+  config.rain_range = point['rain_range']
+  config.rain_levels = (0.4, 1.0)
+
+  # Optimisation: L1 loss; Adam; cosine annealing over all steps.
+  config.batch_size = scale['batch_size']
+  config.total_steps = scale['total_steps']
+  config.learning_rate = 2e-4
+  config.final_learning_rate = 0.0
+  config.b1 = 0.9
+  config.b2 = 0.99
+
+  config.log_every = scale['log_every']
+  config.checkpoint_every = scale['checkpoint_every']
+  config.keep_checkpoints = 3
+
+  config.eval = ml_collections.ConfigDict()
+  # Rain mask M = R > t on [0, 1] rain layers. 0.05 (about 13 grey levels) keeps the
+  # faint tails of streaks out of E_R while leaving at most 13 levels of untouched rain in
+  # a background pixel for E_B; Rain100L's layers are mostly either 0 or well above it.
+  config.eval.rain_threshold = 0.05
+  config.eval.num_images = scale['eval_images']
+  config.eval.image_size = scale['eval_size']
+  config.eval.seed = 2024  # fixed across grid points: every run sees the same test set
+  config.eval.rain100l = ''  # a paired folder (rainy/, clean/); default data_dir/rain100L
+  config.eval.rain100l_limit = 100
+  config.eval.strip_images = 4
+  return config

@@ -1,0 +1,1 @@
+"""jaxderain: why deraining networks fail on unseen rain, studied in JAX."""

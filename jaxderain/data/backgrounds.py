@@ -1,0 +1,138 @@
+"""Background categories, their train/test split, and exact background sets B.
+
+A category is a pool of images split by image into training and test images, so test
+backgrounds never share pixels with training patches. A background set is exactly N
+patches of P x P drawn from the training images, deterministically from a seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import logging
+import pathlib
+import zlib
+
+import numpy as np
+
+from jaxderain.data.images import ImageError, load_folder, load_image
+
+# Colour photographs bundled inside the scikit-image wheel: the default `natural`
+# category, usable with no download. The two motorcycle views are near-duplicates and so
+# both stay on the training side.
+EMBEDDED_NATURAL_TRAIN = ('astronaut.png', 'rocket.jpg', 'motorcycle_left.png',
+                          'motorcycle_right.png', 'hubble_deep_field.jpg')
+EMBEDDED_NATURAL_TEST = ('chelsea.png', 'coffee.png')
+EMBEDDED = {'natural': (EMBEDDED_NATURAL_TRAIN, EMBEDDED_NATURAL_TEST)}
+
+
+@dataclasses.dataclass
+class Category:
+  """A background category: uint8 (H, W, 3) images by name, split by image."""
+  name: str
+  train: dict[str, np.ndarray]
+  test: dict[str, np.ndarray]
+
+
+def _embedded(name: str) -> Category:
+  folder = importlib.resources.files('skimage.data')
+  train_names, test_names = EMBEDDED[name]
+  load = lambda names: {n: load_image(folder / n) for n in names}
+  return Category(name, load(train_names), load(test_names))
+
+
+def split_by_name(names, test_fraction: float) -> tuple[list[str], list[str]]:
+  """Deterministic image-level split: the test side is the ceil(fraction * n) names
+  with the smallest CRC32, so it depends on the names alone, not on their order."""
+  if len(names) < 2:
+    raise ImageError(f'A category needs at least 2 images to hold some out for testing, '
+                     f'got {len(names)}: add images to the folder.')
+  ordered = sorted(names, key=lambda n: (zlib.crc32(n.encode()), n))
+  num_test = min(max(1, int(np.ceil(test_fraction * len(names)))), len(names) - 1)
+  return sorted(ordered[num_test:]), sorted(ordered[:num_test])
+
+
+def load_category(category: str, data_dir: str | None = None, test_fraction: float = 0.25,
+                  strict: bool = False) -> Category:
+  """Resolve a category: DATA_DIR/backgrounds/NAME if present, an embedded set by name,
+  or a folder of images given by path."""
+  candidates = []
+  if data_dir:
+    candidates.append(pathlib.Path(data_dir) / 'backgrounds' / category)
+  if not (candidates and candidates[0].is_dir()) and category in EMBEDDED:
+    return _embedded(category)
+  candidates.append(pathlib.Path(category))
+  folder = next((c for c in candidates if c.is_dir()), None)
+  if folder is None:
+    raise ImageError(
+        f'Unknown background category {category!r}: use an embedded one '
+        f'({", ".join(EMBEDDED)}), a folder of images by path, or a name under '
+        f'DATA_DIR/backgrounds/ with data_dir set (now {data_dir!r}).')
+  images = load_folder(folder, strict=strict)
+  train, test = split_by_name(list(images), test_fraction)
+  return Category(str(category), {n: images[n] for n in train}, {n: images[n] for n in test})
+
+
+def _allocate(capacity: np.ndarray, total: int) -> np.ndarray:
+  """Split `total` over images in proportion to their capacity, never above it
+  (largest remainder, ties to the earlier image)."""
+  counts = np.zeros_like(capacity)
+  remaining = total
+  open_ = capacity > 0
+  while remaining > 0:
+    share = remaining * capacity * open_ / np.sum(capacity * open_)
+    add = np.minimum(np.floor(share).astype(np.int64), capacity - counts)
+    if add.sum() == 0:  # hand out the remainder one by one, largest share first
+      order = np.argsort(-(share - np.floor(share)), kind='stable')
+      for i in order[:remaining]:
+        if counts[i] < capacity[i]:
+          add[i] = 1
+    counts += add
+    remaining = total - counts.sum()
+    open_ = counts < capacity
+  return counts
+
+
+def background_set(images: dict[str, np.ndarray], num_patches: int, patch_size: int,
+                   seed: int) -> np.ndarray:
+  """Exactly `num_patches` distinct P x P patches: uint8 (N, P, P, 3), the paper's B set.
+
+  Policy: every top-left position of every image is a candidate; N is split over images
+  in proportion to their number of positions (so large images give more patches), and
+  positions are drawn without replacement within each image. The result depends only on
+  (images, N, P, seed); patches are ordered by image name, then by draw.
+  Images smaller than P are skipped with a warning.
+  """
+  if num_patches < 1:
+    raise ValueError(f'num_patches must be positive, got {num_patches}.')
+  names = sorted(images)
+  shapes = {n: images[n].shape[:2] for n in names}
+  small = [n for n in names if min(shapes[n]) < patch_size]
+  usable = [n for n in names if n not in small]
+  if small:
+    logging.warning('Skipping %d image(s) smaller than the %dx%d patch: %s', len(small),
+                    patch_size, patch_size, ', '.join(small[:5]))
+  if not usable:
+    sizes = ', '.join(f'{n} {h}x{w}' for n, (h, w) in list(shapes.items())[:5])
+    raise ImageError(
+        f'No image is at least {patch_size}x{patch_size} ({sizes}): use a smaller '
+        f'patch size (--config.patch_size) or larger images.')
+  capacity = np.array([(shapes[n][0] - patch_size + 1) * (shapes[n][1] - patch_size + 1)
+                       for n in usable], dtype=np.int64)
+  if num_patches > capacity.sum():
+    raise ImageError(
+        f'{num_patches} patches of {patch_size}x{patch_size} were asked for, but the '
+        f'{len(usable)} usable image(s) hold only {capacity.sum()} distinct positions: use '
+        f'fewer patches, a smaller patch size, or more images.')
+  counts = _allocate(capacity, num_patches)
+  rng = np.random.default_rng(seed)
+  patches = []
+  for name, count, cap in zip(usable, counts, capacity):
+    if count == 0:
+      continue
+    height, width = shapes[name]
+    positions = rng.choice(cap, size=count, replace=False)
+    rows, cols = np.divmod(positions, width - patch_size + 1)
+    image = images[name]
+    patches.extend(image[r:r + patch_size, c:c + patch_size] for r, c in zip(rows, cols))
+  return np.stack(patches).astype(np.uint8)

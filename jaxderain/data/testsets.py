@@ -1,0 +1,68 @@
+"""Test sets on rain the training never saw: (rainy O, clean B, rain layer R) triples.
+
+- `heldout_synthetic`: held-out backgrounds of a category with the built-in unseen rain
+  generator (thin, short, strongly slanted streaks; see `rain.UNSEEN_RANGE`).
+- `paired_folder`: a paired set as given, e.g. Rain100L (`rainy/N.png` with `clean/N.png`),
+  its rain layer R = clip(rainy - clean, 0, 1).
+Images are float32 in [0, 1]; sets are lists because real pairs differ in size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import numpy as np
+
+from jaxderain import rain
+from jaxderain.data.backgrounds import background_set
+from jaxderain.data.images import ImageError, image_files, load_image
+
+
+@dataclasses.dataclass
+class TestSet:
+  """name; rainy, clean: lists of float32 (H, W, 3); rain_layer: float32 (H, W, 1 or 3)."""
+  name: str
+  rainy: list[np.ndarray]
+  clean: list[np.ndarray]
+  rain_layer: list[np.ndarray]
+
+  def __len__(self):
+    return len(self.clean)
+
+
+def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images: int,
+                      size: int, seed: int, rain_range=rain.UNSEEN_RANGE) -> TestSet:
+  """`num_images` crops of size x size from held-out images, with synthetic rain."""
+  clean = background_set(test_images, num_images, size, seed).astype(np.float32) / 255.0
+  layer = np.asarray(rain.synthesize(jax.random.key(seed), num_images, size, size,
+                                     rain_range))
+  rainy = np.clip(clean + layer, 0.0, 1.0)
+  return TestSet(name, list(rainy), list(clean), list(layer))
+
+
+def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
+  """A paired set laid out as FOLDER/rainy/X and FOLDER/clean/X (same file names)."""
+  folder = pathlib.Path(folder)
+  rainy_dir, clean_dir = folder / 'rainy', folder / 'clean'
+  if not (rainy_dir.is_dir() and clean_dir.is_dir()):
+    raise ImageError(f'{folder} is not a paired set: it needs rainy/ and clean/ '
+                     'sub-folders holding images with the same names.')
+  rainy_files = {p.name: p for p in image_files(rainy_dir)}
+  clean_files = {p.name: p for p in image_files(clean_dir)}
+  unpaired = sorted(set(rainy_files) ^ set(clean_files))
+  if unpaired:
+    raise ImageError(f'{folder}: {len(unpaired)} file(s) have no partner in the other '
+                     f'sub-folder ({", ".join(unpaired[:5])}): add or remove them.')
+  names = sorted(rainy_files, key=lambda n: (len(n), n))[:limit]
+  rainy, clean = [], []
+  for n in names:
+    o, b = load_image(rainy_files[n]), load_image(clean_files[n])
+    if o.shape != b.shape:
+      raise ImageError(f'{folder}: rainy/{n} is {o.shape[:2]} but clean/{n} is '
+                       f'{b.shape[:2]}: a pair must have one size.')
+    rainy.append(o.astype(np.float32) / 255.0)
+    clean.append(b.astype(np.float32) / 255.0)
+  layers = [np.clip(o - b, 0.0, 1.0) for o, b in zip(rainy, clean)]
+  return TestSet(name, rainy, clean, layers)

@@ -1,0 +1,1 @@
+"""Metrics and evaluation of a restored model."""

@@ -1,0 +1,102 @@
+"""Evaluate a restored model on test sets: outputs, metrics, WORKDIR/eval/<set>.json, PNG."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from jaxderain.data.testsets import TestSet
+from jaxderain.eval import metrics
+from jaxderain.rain import rain_mask
+
+UNITS = ('E_R, E_B and PSNR on the 0-255 scale; PSNR and SSIM on the Y channel (BT.601); '
+         'removal_share is a fraction (1 = all rain removed)')
+
+
+def make_predict(graphdef, image_fn):
+  """A jitted `predict(params, model_state, rainy) -> derained` for (B, H, W, 3) batches
+  in [0, 1]; the output is clipped to [0, 1]. The model runs in eval mode."""
+
+  @jax.jit
+  def predict(params, model_state, rainy):
+    model = nnx.merge(graphdef, params, model_state)
+    model.eval()
+    return jax.numpy.clip(image_fn(model(rainy)), 0.0, 1.0)
+
+  return predict
+
+
+def run_model(predict, params, model_state, images: list[np.ndarray],
+              batch_size: int = 8) -> list[np.ndarray]:
+  """Outputs for a list of (H, W, 3) images, batched among images of the same size."""
+  outputs = [None] * len(images)
+  by_shape = {}
+  for i, image in enumerate(images):
+    by_shape.setdefault(image.shape, []).append(i)
+  for indices in by_shape.values():
+    for start in range(0, len(indices), batch_size):
+      chunk = indices[start:start + batch_size]
+      batch = np.stack([images[i] for i in chunk])
+      for i, out in zip(chunk, np.asarray(predict(params, model_state, batch))):
+        outputs[i] = out
+  return outputs
+
+
+def score(outputs, test_set: TestSet, threshold: float) -> dict:
+  """Per-image metrics of `outputs` on `test_set`, their means, and the identity's and the
+  perfect output's E_R / E_B on the same images and mask, for reference."""
+  rows = []
+  for out, o, b, r in zip(outputs, test_set.rainy, test_set.clean, test_set.rain_layer):
+    mask = rain_mask(r, threshold)
+    e_r, e_b = metrics.decoupled_errors(out, o, b, mask)
+    _, id_b = metrics.decoupled_errors(o, o, b, mask)  # the identity's E_R is 0
+    perfect_r, _ = metrics.decoupled_errors(b, o, b, mask)
+    rows.append({'E_R': e_r, 'E_B': e_b, 'psnr': metrics.psnr_y(out, b),
+                 'ssim': metrics.ssim_y(out, b),
+                 'removal_share': metrics.removal_share(out, o, b, mask),
+                 'rain_fraction': float(mask.mean()),
+                 'identity_E_B': id_b, 'identity_psnr': metrics.psnr_y(o, b),
+                 'perfect_E_R': perfect_r})
+  mean = {k: float(np.nanmean([row[k] for row in rows])) for k in rows[0]}
+  return {
+      'E_R': mean['E_R'], 'E_B': mean['E_B'], 'psnr': mean['psnr'], 'ssim': mean['ssim'],
+      'removal_share': mean['removal_share'],
+      'reference': {'identity': {'E_R': 0.0, 'E_B': mean['identity_E_B'],
+                                 'psnr': mean['identity_psnr']},
+                    'perfect': {'E_R': mean['perfect_E_R'], 'E_B': 0.0}},
+      'rain_fraction': mean['rain_fraction'],
+      'num_images': len(rows), 'per_image': rows,
+  }
+
+
+def image_strip(test_set: TestSet, outputs, count: int) -> np.ndarray:
+  """uint8 rows of rainy | output | clean for the first `count` images."""
+  rows = [np.concatenate([o, out, b], axis=1)
+          for o, out, b in list(zip(test_set.rainy, outputs, test_set.clean))[:count]]
+  width = max(r.shape[1] for r in rows)
+  rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows]
+  return (np.concatenate(rows, axis=0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: int,
+             threshold: float, outdir, strip_images: int = 4) -> dict[str, dict]:
+  """Evaluate every test set; write OUTDIR/<name>.json and OUTDIR/<name>.png.
+
+  Returns {test set name: result dict}."""
+  outdir = pathlib.Path(outdir)
+  outdir.mkdir(parents=True, exist_ok=True)
+  results = {}
+  for test_set in test_sets:
+    outputs = run_model(predict, params, model_state, test_set.rainy)
+    result = {'testset': test_set.name, 'step': step, 'rain_threshold': threshold,
+              'units': UNITS, **score(outputs, test_set, threshold)}
+    (outdir / f'{test_set.name}.json').write_text(json.dumps(result, indent=1))
+    Image.fromarray(image_strip(test_set, outputs, strip_images)).save(
+        outdir / f'{test_set.name}.png')
+    results[test_set.name] = result
+  return results

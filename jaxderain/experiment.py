@@ -1,0 +1,117 @@
+"""One grid point, from its config to a trained and evaluated model.
+
+This is where a ConfigDict is read; everything below it takes plain values and arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import pathlib
+
+import jax
+from flax import nnx
+
+from jaxderain import data, models, rain
+from jaxderain.eval.evaluate import evaluate as evaluate_sets
+from jaxderain.eval.evaluate import make_predict
+from jaxderain.train import loop
+from jaxderain.train.step import init_state, make_optimizer, make_train_step
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message names the field and the fix."""
+
+
+def device_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over every device, axis 'data' (batch-parallel)."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def rain_range(config) -> rain.RainRange:
+  return dataclasses.replace(rain.TRAINING_RANGES[config.rain_range],
+                             levels=tuple(config.rain_levels))
+
+
+def _state_template(config):
+  """(architecture, graphdef, step-0 TrainState, optimizer) for `config`."""
+  architecture = models.get(config.arch)
+  root = jax.random.PRNGKey(config.seed)
+  init_key, train_key = jax.random.split(root)
+  model = architecture.build(**config.model, rngs=nnx.Rngs(params=init_key))
+  tx = make_optimizer(config.learning_rate, config.b1, config.b2, config.total_steps,
+                      config.final_learning_rate)
+  graphdef, state = init_state(model, tx, train_key)
+  return architecture, graphdef, state, tx
+
+
+def check(config) -> None:
+  """Fail before any work on values that cannot run."""
+  devices = jax.device_count()
+  if config.batch_size % devices:
+    raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
+                      f'devices: set --config.batch_size to a multiple of {devices}.')
+  for field in ('batch_size', 'total_steps', 'patch_size', 'num_patches', 'log_every',
+                'checkpoint_every'):
+    if config[field] < 1:
+      raise ConfigError(f'{field} must be positive, got {config[field]}.')
+
+
+def train(config, workdir: str):
+  """Train the grid point into WORKDIR (resuming if it holds checkpoints)."""
+  check(config)
+  category = data.load_category(config.category, config.data_dir or None,
+                                config.test_fraction)
+  backgrounds = data.background_set(category.train, config.num_patches, config.patch_size,
+                                    config.seed)
+  logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
+               config.patch_size, config.patch_size, len(category.train), category.name)
+  architecture, graphdef, state, tx = _state_template(config)
+  step = make_train_step(graphdef, architecture.loss, tx, rain_range(config),
+                         config.batch_size, config.flips, device_mesh())
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'config.json').write_text(config.to_json(indent=1))
+  return loop.fit(state, step, backgrounds, workdir=str(workdir),
+                  total_steps=config.total_steps, log_every=config.log_every,
+                  checkpoint_every=config.checkpoint_every,
+                  keep_checkpoints=config.keep_checkpoints, mesh=device_mesh())
+
+
+def test_sets(config) -> list[data.TestSet]:
+  """The held-out synthetic set of the category, plus Rain100L when a folder is given."""
+  category = data.load_category(config.category, config.data_dir or None,
+                                config.test_fraction)
+  sets = [data.heldout_synthetic(f'{category.name.strip("/").split("/")[-1]}_unseen',
+                                 category.test, config.eval.num_images,
+                                 config.eval.image_size, config.eval.seed)]
+  rain100l = config.eval.rain100l
+  if not rain100l and config.data_dir:
+    default = pathlib.Path(config.data_dir) / 'rain100L'
+    rain100l = str(default) if default.is_dir() else ''
+  if rain100l:
+    sets.append(data.paired_folder('rain100L', rain100l, config.eval.rain100l_limit))
+  return sets
+
+
+def evaluate(config, workdir: str) -> dict[str, dict]:
+  """Restore the latest checkpoint of WORKDIR and evaluate it on every test set."""
+  manager = loop.checkpoint_manager(workdir)
+  if manager.latest_step() is None:
+    raise FileNotFoundError(
+        f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
+        f'first (launch.py --mode=train with the same --workdir).')
+  architecture, graphdef, template, _ = _state_template(config)
+  state = loop.restore(manager, template)
+  predict = make_predict(graphdef, architecture.image)
+  results = evaluate_sets(predict, state.params, state.model_state, test_sets(config),
+                          step=int(state.step), threshold=config.eval.rain_threshold,
+                          outdir=pathlib.Path(workdir) / 'eval',
+                          strip_images=config.eval.strip_images)
+  for name, result in results.items():
+    logging.info('%s', json.dumps({'testset': name, 'step': result['step'],
+                                   **{k: round(result[k], 4) for k in
+                                      ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')}}))
+  return results

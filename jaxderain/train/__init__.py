@@ -1,0 +1,1 @@
+"""Train state, the jitted step, and the loop with checkpoints."""

@@ -1,0 +1,93 @@
+"""The train state and the jitted train step: backgrounds on the device, rain made inside.
+
+One step: sample background indices and flips from the step's key, synthesise the rain
+layer R, form O = clip(B + R, 0, 1), run the model, take the loss and an optax update.
+All randomness is `fold_in(key, step)`, so the data a step sees depends on the step
+alone (not on process history), and resumed runs see the same data as uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxderain import rain
+
+
+@flax.struct.dataclass
+class TrainState:
+  """step: int32 (); params / model_state: nnx.State of nnx.Param / everything else
+  (e.g. batch statistics); opt_state: optax state; key: uint32 (2,) root key."""
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  key: jax.Array
+
+
+def make_optimizer(learning_rate: float, b1: float, b2: float, total_steps: int,
+                   final_learning_rate: float = 0.0) -> optax.GradientTransformation:
+  """Adam with cosine annealing over the whole run (period = total steps)."""
+  schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=total_steps,
+                                         alpha=final_learning_rate / learning_rate)
+  return optax.adam(schedule, b1=b1, b2=b2)
+
+
+def init_state(model: nnx.Module, tx: optax.GradientTransformation, key: jax.Array):
+  """(graphdef, TrainState at step 0) for a freshly built model; `key` is the run's
+  root training key (a raw uint32 (2,) key)."""
+  graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                     opt_state=tx.init(params), key=key)
+  return graphdef, state
+
+
+def sample_batch(key, backgrounds, batch_size: int, flips: bool):
+  """Clean backgrounds B: float32 (batch, P, P, 3) in [0, 1], drawn with replacement from
+  the uint8 (N, P, P, 3) background set, each randomly flipped in H and W if `flips`."""
+  k_idx, k_flip = jax.random.split(key)
+  index = jax.random.randint(k_idx, (batch_size,), 0, backgrounds.shape[0])
+  clean = backgrounds[index].astype(jnp.float32) / 255.0
+  if flips:
+    flip = jax.random.bernoulli(k_flip, 0.5, (2, batch_size))[:, :, None, None, None]
+    clean = jnp.where(flip[0], clean[:, ::-1], clean)
+    clean = jnp.where(flip[1], clean[:, :, ::-1], clean)
+  return clean
+
+
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation,
+                    rain_range: rain.RainRange, batch_size: int, flips: bool,
+                    mesh: jax.sharding.Mesh):
+  """A jitted `step(state, backgrounds) -> (state, metrics)`, batch sharded over `mesh`'s
+  'data' axis; state and backgrounds are replicated."""
+  batch_sharding = NamedSharding(mesh, PartitionSpec('data'))
+
+  def step(state: TrainState, backgrounds):
+    key = jax.random.fold_in(state.key, state.step)
+    k_background, k_rain = jax.random.split(key)
+    clean = jax.lax.with_sharding_constraint(
+        sample_batch(k_background, backgrounds, batch_size, flips), batch_sharding)
+    height, width = clean.shape[1:3]
+    rain_layer = jax.lax.with_sharding_constraint(
+        rain.synthesize(k_rain, batch_size, height, width, rain_range), batch_sharding)
+    rainy = jnp.clip(clean + rain_layer, 0.0, 1.0)
+
+    def loss_of(params):
+      model = nnx.merge(graphdef, params, state.model_state)
+      loss = loss_fn(model(rainy), rainy, clean)
+      return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+    (loss, model_state), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1,
+                              params=optax.apply_updates(state.params, updates),
+                              model_state=model_state, opt_state=opt_state)
+    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+
+  return jax.jit(step, donate_argnums=0)

@@ -1,0 +1,51 @@
+"""Train or evaluate one grid point.
+
+  python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo
+  python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo \
+      --mode=eval
+"""
+
+from jaxderain import cpu_flags
+
+_FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+
+import logging as std_logging  # pylint: disable=g-import-not-at-top
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxderain import experiment
+from jaxderain.data import ImageError
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and eval.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Train, or evaluate the '
+                          'latest checkpoint of --workdir.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _quiet_libraries(record) -> bool:
+  """Keep orbax's and TensorFlow's INFO chatter out of the console."""
+  return record.levelno >= std_logging.WARNING or not any(
+      part in record.pathname for part in ('/orbax/', '/tensorflow/'))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_quiet_libraries)
+  logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), _FAST_FLAG)
+  try:
+    if _MODE.value == 'train':
+      experiment.train(_CONFIG.value, _WORKDIR.value)
+    else:
+      experiment.evaluate(_CONFIG.value, _WORKDIR.value)
+  except (experiment.ConfigError, ImageError, FileNotFoundError) as error:
+    sys.exit(f'error: {error}')
+
+
+if __name__ == '__main__':
+  app.run(main)
