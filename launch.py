@@ -33,6 +33,18 @@ def _quiet_libraries(record) -> bool:
       part in record.pathname for part in ('/orbax/', '/tensorflow/'))
 
 
+def _parse_flags(argv):
+  """Flags, with a bad --config reported as its one-line message, not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    message = str(error).strip().splitlines()[-1].removeprefix('ValueError: ').strip()
+  except (AttributeError, KeyError) as error:
+    message = (f'a --config.FIELD override names no field of the config ({error}); the '
+               'fields are listed in configs/grid.py.')
+  sys.exit(f'error: {message}\nSee --helpshort for the flags.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -48,4 +60,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

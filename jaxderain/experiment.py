@@ -59,8 +59,8 @@ def check(config) -> None:
       raise ConfigError(f'{field} must be positive, got {config[field]}.')
 
 
-def train(config, workdir: str):
-  """Train the grid point into WORKDIR (resuming if it holds checkpoints)."""
+def build_training(config):
+  """(step-0 TrainState, jitted train step, uint8 background set) for `config`."""
   check(config)
   category = data.load_category(config.category, config.data_dir or None,
                                 config.test_fraction)
@@ -71,6 +71,12 @@ def train(config, workdir: str):
   architecture, graphdef, state, tx = _state_template(config)
   step = make_train_step(graphdef, architecture.loss, tx, rain_range(config),
                          config.batch_size, config.flips, device_mesh())
+  return state, step, backgrounds
+
+
+def train(config, workdir: str):
+  """Train the grid point into WORKDIR (resuming if it holds checkpoints)."""
+  state, step, backgrounds = build_training(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'config.json').write_text(config.to_json(indent=1))
@@ -98,13 +104,13 @@ def test_sets(config) -> list[data.TestSet]:
 
 def evaluate(config, workdir: str) -> dict[str, dict]:
   """Restore the latest checkpoint of WORKDIR and evaluate it on every test set."""
-  manager = loop.checkpoint_manager(workdir)
-  if manager.latest_step() is None:
+  checkpoints = pathlib.Path(workdir) / 'checkpoints'
+  if not checkpoints.is_dir() or loop.checkpoint_manager(workdir).latest_step() is None:
     raise FileNotFoundError(
-        f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
+        f'No checkpoint in {checkpoints}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
   architecture, graphdef, template, _ = _state_template(config)
-  state = loop.restore(manager, template)
+  state = loop.restore(loop.checkpoint_manager(workdir), template)
   predict = make_predict(graphdef, architecture.image)
   results = evaluate_sets(predict, state.params, state.model_state, test_sets(config),
                           step=int(state.step), threshold=config.eval.rain_threshold,

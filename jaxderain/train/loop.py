@@ -41,11 +41,12 @@ def replicate(tree, mesh: jax.sharding.Mesh):
 
 def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
         total_steps: int, log_every: int, checkpoint_every: int, keep_checkpoints: int,
-        mesh: jax.sharding.Mesh) -> TrainState:
+        mesh: jax.sharding.Mesh) -> tuple[TrainState, list[dict]]:
   """Train until `total_steps`, resuming from WORKDIR/checkpoints if it holds a checkpoint.
 
   state: the step-0 state (also the layout for restoring). backgrounds: uint8
-  (N, P, P, 3), put on every device once. Returns the final state.
+  (N, P, P, 3), put on every device once. Returns the final state and the logged
+  train metrics of this call, [{'step': s, 'loss': mean since the last log, ...}].
   """
   manager = checkpoint_manager(workdir, checkpoint_every, keep_checkpoints)
   restored = restore(manager, state)
@@ -60,7 +61,7 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=log_every)
   step = int(state.step)
-  pending = []
+  pending, history = [], []
   while step < total_steps:
     state, metrics = train_step(state, backgrounds)
     step += 1
@@ -69,10 +70,11 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
     if step % log_every == 0 or step == total_steps:
       summary = jax.tree.map(lambda *m: float(np.mean(m)), *jax.device_get(pending))
       writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+      history.append({'step': step, **summary})
       pending = []
     manager.save(step, args=ocp.args.StandardSave(state), force=step == total_steps)
   if manager.latest_step() != step:
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
   manager.wait_until_finished()
   writer.flush()
-  return state
+  return state, history

@@ -88,6 +88,6 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     new_state = state.replace(step=state.step + 1,
                               params=optax.apply_updates(state.params, updates),
                               model_state=model_state, opt_state=opt_state)
-    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+    return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
 
   return jax.jit(step, donate_argnums=0)

@@ -1,0 +1,45 @@
+"""configs/grid.py: the grid-point argument, scales, and errors before any work."""
+
+import pytest
+
+from configs import grid
+
+
+def test_paper_defaults_from_the_exact_argument():
+  config = grid.get_config('resnet,medium,64')
+  assert (config.arch, config.rain_range, config.num_patches) == ('resnet', 'medium', 64)
+  assert config.scale == 'paper' and config.category == 'natural' and config.seed == 0
+  assert config.learning_rate == 2e-4 and (config.b1, config.b2) == (0.9, 0.99)
+  assert config.total_steps == 250_000 and config.batch_size == 16
+  assert config.patch_size == 128
+  assert dict(config.model) == {'features': 64, 'num_blocks': 16}
+
+
+def test_options_and_scales():
+  config = grid.get_config('resnet,large,8, category=/tmp/imgs ,scale=cpu,seed=3')
+  assert config.rain_range == 'large' and config.num_patches == 8
+  assert config.category == '/tmp/imgs' and config.seed == 3 and config.scale == 'cpu'
+  assert config.total_steps < grid.SCALES['paper']['total_steps']
+  smoke = grid.get_config('resnet,small,30000,scale=smoke')
+  assert smoke.num_patches == 30000 and smoke.patch_size < config.patch_size
+
+
+@pytest.mark.parametrize('arg, problem', [
+    ('unet,medium,64', "unknown arch 'unet'"),
+    ('resnet,heavy,64', "unknown rain range 'heavy'"),
+    ('resnet,medium,0', 'N must be a positive integer'),
+    ('resnet,medium,-5', 'N must be a positive integer'),
+    ('resnet,medium,sixty', 'N must be a positive integer'),
+    ('resnet,medium', 'it needs ARCH,RAIN_RANGE,N first'),
+    ('resnet,medium,64,scale', "'scale' is not a key=value pair"),
+    ('resnet,medium,64,colour=red', "unknown key 'colour'"),
+    ('resnet,medium,64,scale=tpu', "unknown scale 'tpu'"),
+    ('resnet,medium,64,seed=x', 'seed must be an integer'),
+])
+def test_bad_arguments_name_the_problem_and_the_choices(arg, problem):
+  with pytest.raises(ValueError) as error:
+    grid.get_config(arg)
+  message = str(error.value)
+  assert problem in message
+  for choice in ('resnet', 'small, medium, large', 'paper, cpu, smoke'):
+    assert choice in message

@@ -1,0 +1,103 @@
+"""Train, checkpoint, resume and evaluate a smoke grid point end to end."""
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import grid
+from jaxderain import cpu_flags, experiment
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def smoke_config(**overrides):
+  config = grid.get_config('resnet,medium,16,scale=smoke')
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('run')
+  config = smoke_config()
+  state, history = experiment.train(config, str(workdir))
+  return config, workdir, state, history
+
+
+def test_loss_falls_and_checkpoints_are_kept(trained):
+  config, workdir, state, history = trained
+  assert int(state.step) == config.total_steps
+  assert [h['step'] for h in history] == list(range(10, config.total_steps + 1, 10))
+  assert history[-1]['loss'] < 0.8 * history[0]['loss']
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  assert steps == [20, 30, 40]  # every 10 steps, the last 3 kept
+  assert json.loads((workdir / 'config.json').read_text())['num_patches'] == 16
+  assert list(workdir.glob('events.out.tfevents.*'))
+
+
+def test_resume_continues_from_the_latest_checkpoint(trained, tmp_path):
+  config, workdir, state, _ = trained
+  shutil.copytree(workdir / 'checkpoints', tmp_path / 'checkpoints')
+  for step in ('30', '40'):
+    shutil.rmtree(tmp_path / 'checkpoints' / step)
+  resumed, history = experiment.train(config, str(tmp_path))
+  assert [h['step'] for h in history] == [30, 40]  # resumed at 20, not from scratch
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_eval_restores_and_writes_json_and_strip(trained):
+  config, workdir, _, _ = trained
+  results = experiment.evaluate(config, str(workdir))
+  written = json.loads((workdir / 'eval' / 'natural_unseen.json').read_text())
+  assert written['step'] == config.total_steps == results['natural_unseen']['step']
+  assert written['num_images'] == config.eval.num_images
+  for key in ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share'):
+    assert math.isfinite(written[key]), key
+  assert 0 < written['E_R'] <= 255 and 0 <= written['ssim'] <= 1
+  assert (workdir / 'eval' / 'natural_unseen.png').stat().st_size > 0
+
+
+def test_eval_on_real_rain100l(trained, data_dir):
+  config, workdir, _, _ = trained
+  config = smoke_config(data_dir=str(data_dir))
+  config.eval.rain100l_limit = 3
+  results = experiment.evaluate(config, str(workdir))
+  assert results['rain100L']['num_images'] == 3
+  assert math.isfinite(results['rain100L']['psnr'])
+
+
+def run_steps(xla_flags, steps=5, *overrides):
+  env = {**os.environ, 'XLA_FLAGS': xla_flags, 'JAX_PLATFORMS': 'cpu'}
+  result = subprocess.run([sys.executable, str(ROOT / 'tests' / 'run_steps.py'), str(steps),
+                           *overrides], env=env, capture_output=True, text=True, timeout=300,
+                          check=True)
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_eight_devices_match_one():
+  one = run_steps('--xla_force_host_platform_device_count=1')
+  eight = run_steps('--xla_force_host_platform_device_count=8')
+  assert (one['devices'], eight['devices']) == (1, 8)
+  np.testing.assert_allclose(eight['losses'], one['losses'], rtol=1e-5)
+  for a, b in zip(one['params'], eight['params']):
+    np.testing.assert_allclose(b, a, atol=2e-5)
+
+
+def test_fast_cpu_flag_gives_the_same_training():
+  if not cpu_flags.flag_supported(cpu_flags.FAST_CPU_FLAG):
+    pytest.skip('this jaxlib does not know the flag')
+  default = run_steps('')
+  fast = run_steps(cpu_flags.FAST_CPU_FLAG)
+  np.testing.assert_allclose(fast['losses'], default['losses'], rtol=1e-4)
+  for a, b in zip(default['params'], fast['params']):
+    np.testing.assert_allclose(b, a, atol=2e-5)
