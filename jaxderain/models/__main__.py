@@ -1,6 +1,7 @@
 """Print a JSON summary of one architecture: python -m jaxderain.models --arch=resnet."""
 
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,10 @@ _WIDTH = flags.DEFINE_integer('width', 64, 'Input width.')
 
 def main(argv):
   del argv
-  model = models.create(_ARCH.value, {}, seed=0)
+  try:
+    model = models.create(_ARCH.value, {}, seed=0)
+  except ValueError as error:
+    sys.exit(f'error: {error}')
   shape = (1, _HEIGHT.value, _WIDTH.value, 3)
   out = jax.eval_shape(lambda x: models.get(_ARCH.value).image(model(x)),
                        jax.ShapeDtypeStruct(shape, jnp.float32))
