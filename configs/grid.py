@@ -10,9 +10,12 @@ Every field can then be overridden with --config.FIELD=value. Defaults are the p
 training recipe; `scale` shrinks steps, patches, width and batch for small machines.
 """
 
+import dataclasses
 import os
 
 import ml_collections
+
+from jaxderain.rain import TRAINING_RANGES
 
 ARCHS = ('resnet',)
 RAIN_RANGES = ('small', 'medium', 'large')
@@ -88,11 +91,15 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   config.num_patches = point['num_patches']
   config.patch_size = scale['patch_size']
   config.test_fraction = 0.25  # share of a folder's images held out for testing
+  # Images with a side shorter than patch_size are skipped; True upscales them instead
+  # (bicubic, aspect kept, shorter side = patch_size), e.g. for 89x109 CelebA at P = 128.
+  config.upscale_small_images = False
   config.flips = True  # random horizontal and vertical flips of the background patches
 
-  # Training rain (Table 1) and the Levels step that makes streaks, not haze.
+  # Training rain: the named Table 1 range, every parameter spelled out so that any can
+  # be overridden (e.g. --config.rain.angle="(-45, 45)"); see jaxderain/rain/streaks.py.
   config.rain_range = point['rain_range']
-  config.rain_levels = (0.4, 1.0)
+  config.rain = dataclasses.asdict(TRAINING_RANGES[point['rain_range']])
 
   # Optimisation: L1 loss; Adam; cosine annealing over all steps.
   config.batch_size = scale['batch_size']
@@ -115,7 +122,9 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   config.eval.num_images = scale['eval_images']
   config.eval.image_size = scale['eval_size']
   config.eval.seed = 2024  # fixed across grid points: every run sees the same test set
-  config.eval.rain100l = ''  # a paired folder (rainy/, clean/); default data_dir/rain100L
+  # A paired folder (rainy/, clean/); default data_dir/rain100L. When present, eval adds
+  # the plain paired test and its rain layers composited on the held-out backgrounds.
+  config.eval.rain100l = ''
   config.eval.rain100l_limit = 100
   config.eval.strip_images = 4
   return config

@@ -5,7 +5,6 @@ This is where a ConfigDict is read; everything below it takes plain values and a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import pathlib
@@ -31,8 +30,13 @@ def device_mesh() -> jax.sharding.Mesh:
 
 
 def rain_range(config) -> rain.RainRange:
-  return dataclasses.replace(rain.TRAINING_RANGES[config.rain_range],
-                             levels=tuple(config.rain_levels))
+  """The training rain of config.rain (a RainRange's fields)."""
+  fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in config.rain.to_dict().items()}
+  try:
+    return rain.RainRange(**fields)
+  except (TypeError, ValueError) as error:
+    raise ConfigError(f'config.rain is not a valid rain range: {error}') from None
 
 
 def _state_template(config):
@@ -57,17 +61,27 @@ def check(config) -> None:
                 'checkpoint_every'):
     if config[field] < 1:
       raise ConfigError(f'{field} must be positive, got {config[field]}.')
+  rain_range(config)
+
+
+def category(config) -> data.Category:
+  """The background category of `config`, small images upscaled if it says so."""
+  found = data.load_category(config.category, config.data_dir or None, config.test_fraction)
+  if config.upscale_small_images:
+    found.train = data.upscale_small(found.train, config.patch_size)
+    found.test = data.upscale_small(found.test, config.eval.image_size)
+  return found
 
 
 def build_training(config):
   """(step-0 TrainState, jitted train step, uint8 background set) for `config`."""
   check(config)
-  category = data.load_category(config.category, config.data_dir or None,
-                                config.test_fraction)
-  backgrounds = data.background_set(category.train, config.num_patches, config.patch_size,
-                                    config.seed)
+  backgrounds_of = category(config)
+  backgrounds = data.background_set(backgrounds_of.train, config.num_patches,
+                                    config.patch_size, config.seed)
   logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
-               config.patch_size, config.patch_size, len(category.train), category.name)
+               config.patch_size, config.patch_size, len(backgrounds_of.train),
+               backgrounds_of.name)
   architecture, graphdef, state, tx = _state_template(config)
   step = make_train_step(graphdef, architecture.loss, tx, rain_range(config),
                          config.batch_size, config.flips, device_mesh())
@@ -87,18 +101,21 @@ def train(config, workdir: str):
 
 
 def test_sets(config) -> list[data.TestSet]:
-  """The held-out synthetic set of the category, plus Rain100L when a folder is given."""
-  category = data.load_category(config.category, config.data_dir or None,
-                                config.test_fraction)
-  sets = [data.heldout_synthetic(f'{category.name.strip("/").split("/")[-1]}_unseen',
-                                 category.test, config.eval.num_images,
-                                 config.eval.image_size, config.eval.seed)]
+  """Unseen rain on the category's held-out backgrounds: the built-in generator, and
+  Rain100L's rain layers when a Rain100L folder is known (then also Rain100L as given)."""
+  held_out = category(config)
+  short_name = held_out.name.rstrip('/').split('/')[-1]
+  size, seed, count = config.eval.image_size, config.eval.seed, config.eval.num_images
+  sets = [data.heldout_synthetic(f'{short_name}_unseen', held_out.test, count, size, seed)]
   rain100l = config.eval.rain100l
   if not rain100l and config.data_dir:
     default = pathlib.Path(config.data_dir) / 'rain100L'
     rain100l = str(default) if default.is_dir() else ''
   if rain100l:
-    sets.append(data.paired_folder('rain100L', rain100l, config.eval.rain100l_limit))
+    pairs = data.paired_folder('rain100L', rain100l, config.eval.rain100l_limit)
+    sets.append(data.heldout_real_rain(f'{short_name}_rain100L', held_out.test, pairs,
+                                       count, size, seed))
+    sets.append(pairs)
   return sets
 
 

@@ -1,11 +1,20 @@
 """Images, categories, exact background sets, paired test sets."""
 
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from jaxderain import data
 from jaxderain.data.backgrounds import split_by_name
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def random_images(count, height=50, width=70, seed=0):
@@ -133,3 +142,73 @@ def test_real_rain100l_pairs(data_dir):
   assert len(pairs) == 5
   layer = np.concatenate([r.ravel() for r in pairs.rain_layer])
   assert 0.005 < layer.mean() < 0.1
+
+
+def test_exif_rotation_is_applied(tmp_path):
+  upright = np.zeros((10, 20, 3), np.uint8)
+  upright[:, :5] = 255  # a white band on the left
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+  Image.fromarray(upright).save(tmp_path / 'r.jpg', exif=exif, quality=100)
+  loaded = data.load_image(tmp_path / 'r.jpg')
+  assert loaded.shape == (20, 10, 3)
+  assert loaded[:5].mean() > 200 and loaded[-5:].mean() < 50  # the band is now on top
+
+
+def test_truncated_file_is_one_clear_error(tmp_path):
+  Image.fromarray(random_images(1)['img0.png']).save(tmp_path / 'full.png')
+  content = (tmp_path / 'full.png').read_bytes()
+  (tmp_path / 'cut.png').write_bytes(content[:len(content) // 2])
+  with pytest.raises(data.ImageError, match='cut.png is not a readable image.*truncated'):
+    data.load_image(tmp_path / 'cut.png')
+
+
+def test_folder_with_a_directory_named_like_an_image(tmp_path, caplog):
+  for name, image in random_images(2).items():
+    Image.fromarray(image).save(tmp_path / name)
+  (tmp_path / 'album.jpg').mkdir()
+  images = data.load_folder(tmp_path)
+  assert sorted(images) == ['img0.png', 'img1.png']
+  assert 'album.jpg is a directory' in caplog.text
+
+
+def test_empty_folder_is_one_clear_error(tmp_path):
+  with pytest.raises(data.ImageError, match='holds no image files'):
+    data.load_folder(tmp_path)
+
+
+def test_unreadable_file_is_one_clear_error():
+  folder = pathlib.Path(tempfile.mkdtemp())
+  try:
+    folder.chmod(0o755)
+    path = folder / 'locked.png'
+    Image.fromarray(random_images(1)['img0.png']).save(path)
+    path.chmod(0)
+    if os.geteuid() != 0:
+      with pytest.raises(data.ImageError, match='not readable \\(permissions\\)'):
+        data.load_image(path)
+      return
+    # As root every file is readable: load it as an unprivileged user instead.
+    if not shutil.which('setpriv'):
+      pytest.skip('running as root without setpriv')
+    code = ('import sys; sys.path.insert(0, sys.argv[2]); from jaxderain.data import images\n'
+            'try:\n  images.load_image(sys.argv[1])\nexcept images.ImageError as e:\n'
+            '  print(e)')
+    result = subprocess.run(
+        ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', sys.executable, '-c',
+         code, str(path), str(ROOT)], capture_output=True, text=True, timeout=120,
+        check=False)
+    if result.returncode != 0 and 'Permission denied' in result.stderr:
+      pytest.skip('the unprivileged user cannot run this Python')
+    assert 'not readable (permissions)' in result.stdout, result.stderr
+  finally:
+    shutil.rmtree(folder)
+
+
+def test_small_images_skip_or_upscale():
+  faces = random_images(3, 89, 109)  # 89..91 x 109, like the CelebA copy
+  with pytest.raises(data.ImageError, match='upscale_small_images'):
+    data.background_set(faces, 8, 128, seed=0)
+  upscaled = data.upscale_small(faces, 128)
+  assert all(min(image.shape[:2]) == 128 for image in upscaled.values())
+  assert data.background_set(upscaled, 8, 128, seed=0).shape == (8, 128, 128, 3)

@@ -1,22 +1,13 @@
 """Rain layers: shapes, range, determinism, jit, per-range streak orientation."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
-from jaxderain import rain
-
-
-def dominant_angle(layer):
-  """Streak angle in degrees from vertical (positive leans right at the top) of a (H, W)
-  layer: the principal axis of the central lobe of its autocorrelation."""
-  centred = layer.astype(np.float64) - layer.mean()
-  auto = np.fft.fftshift(np.fft.irfft2(np.abs(np.fft.rfft2(centred)) ** 2, s=layer.shape))
-  rows, cols = np.nonzero(auto > 0.5 * auto.max())
-  dy, dx = rows - layer.shape[0] // 2, cols - layer.shape[1] // 2
-  weight = auto[rows, cols]
-  cxx, cyy, cxy = (weight * dx * dx).sum(), (weight * dy * dy).sum(), (weight * dx * dy).sum()
-  return 0.5 * np.degrees(np.arctan2(-2 * cxy, cyy - cxx))
+from jaxderain import data, rain
+from jaxderain.rain import stats
 
 
 @pytest.mark.parametrize('name', ['small', 'medium', 'large'])
@@ -51,12 +42,12 @@ def test_orientation_follows_the_range():
     fixed = rain.RainRange(quantity=(250, 250), widths=(3,), length=(30, 30),
                            angle=(angle, angle))
     layer = np.asarray(rain.synthesize(jax.random.key(2), 4, 128, 128, fixed))
-    measured = [dominant_angle(x[..., 0]) for x in layer]
+    measured = [stats.streak_angle(x[..., 0]) for x in layer]
     np.testing.assert_allclose(measured, angle, atol=4.0)
   small = np.asarray(rain.synthesize(jax.random.key(3), 16, 128, 128, 'small'))
   unseen = np.asarray(rain.synthesize(jax.random.key(3), 16, 128, 128, rain.UNSEEN_RANGE))
-  assert max(abs(dominant_angle(x[..., 0])) for x in small) < 8
-  assert min(abs(dominant_angle(x[..., 0])) for x in unseen) > 25
+  assert max(abs(stats.streak_angle(x[..., 0])) for x in small) < 8
+  assert min(abs(stats.streak_angle(x[..., 0])) for x in unseen) > 25
 
 
 def test_rain_mask_thresholds_channel_mean():
@@ -66,3 +57,67 @@ def test_rain_mask_thresholds_channel_mean():
   mask = rain.rain_mask(layer, 0.15)
   assert mask.shape == (2, 2, 1)
   assert mask[..., 0].tolist() == [[True, False], [False, False]]
+
+
+# Rain100L's rain layers (rainy - clean, channel mean): share of pixels above 0.1,
+# measured over its 100 pairs (see test_rain100l_statistics).
+RAIN100L_COVERAGE = 0.070
+
+
+def test_stats_recover_known_angles_and_lengths():
+  for length in (8, 20, 40):
+    for angle in (-60.0, 0.0, 30.0):
+      for width in (1, 9):
+        fixed = rain.RainRange(quantity=(250, 250), widths=(width,), length=(length, length),
+                               angle=(angle, angle))
+        layers = np.asarray(rain.synthesize(jax.random.key(0), 4, 128, 128, fixed))
+        measured = stats.summary(layers)
+        assert abs(np.mean(measured['angles']) - angle) < 4
+        assert 0.6 * length <= np.mean(measured['lengths']) <= 1.25 * length
+
+
+@pytest.mark.parametrize('name', ['small', 'medium', 'large'])
+def test_table1_ranges_measured(name):
+  spec = rain.TRAINING_RANGES[name]
+  layers = np.asarray(rain.synthesize(jax.random.key(4), 48, 128, 128, name))
+  measured = stats.summary(layers)
+  angles, lengths = np.array(measured['angles']), np.array(measured['lengths'])
+  inside = (angles >= spec.angle[0] - 5) & (angles <= spec.angle[1] + 5)
+  assert inside.mean() >= 0.9
+  assert spec.angle[0] <= np.median(angles) <= spec.angle[1]
+  assert 0.6 * spec.length[0] <= np.median(lengths) <= 1.25 * spec.length[1]
+  assert 0.03 <= measured['coverage'] <= 0.35  # streaks, not haze
+
+
+def test_levels_rule_every_range_keeps_rain100l_coverage():
+  def coverage(name, black):
+    spec = dataclasses.replace(rain.TRAINING_RANGES[name], levels=(black, 1.0))
+    return stats.summary(np.asarray(rain.synthesize(jax.random.key(0), 32, 128, 128,
+                                                    spec)))['coverage']
+  chosen = rain.TRAINING_RANGES['medium'].levels[0]
+  assert all(coverage(n, chosen) >= RAIN100L_COVERAGE for n in rain.TRAINING_RANGES)
+  assert any(coverage(n, chosen + 0.1) < RAIN100L_COVERAGE for n in rain.TRAINING_RANGES)
+
+
+def test_training_and_unseen_rain_differ_in_angle_and_length():
+  train = stats.summary(np.asarray(rain.synthesize(jax.random.key(5), 64, 128, 128, 'medium')))
+  test = stats.summary(np.asarray(rain.synthesize(jax.random.key(5), 64, 128, 128,
+                                                  rain.UNSEEN_RANGE)))
+  angle_bins, length_bins = np.arange(0, 91, 10), np.arange(0, 61, 5)
+  hist = lambda values, bins: np.histogram(values, bins)[0] / len(values)
+  angle_train, angle_test = (hist(np.abs(s['angles']), angle_bins) for s in (train, test))
+  length_train, length_test = (hist(s['lengths'], length_bins) for s in (train, test))
+  print('|angle| bins', angle_bins.tolist(), '\n medium', angle_train.round(2).tolist(),
+        '\n unseen', angle_test.round(2).tolist())
+  print('length bins', length_bins.tolist(), '\n medium', length_train.round(2).tolist(),
+        '\n unseen', length_test.round(2).tolist())
+  assert np.minimum(angle_train, angle_test).sum() <= 0.1  # histogram overlap
+  assert np.minimum(length_train, length_test).sum() <= 0.5
+  assert np.median(test['lengths']) < 0.7 * np.median(train['lengths'])
+
+
+def test_rain100l_statistics(data_dir):
+  pairs = data.paired_folder('rain100L', data_dir / 'rain100L')
+  measured = stats.summary(pairs.rain_layer)
+  assert measured['coverage'] == pytest.approx(RAIN100L_COVERAGE, abs=0.005)
+  assert measured['mean'] == pytest.approx(0.022, abs=0.003)

@@ -14,6 +14,7 @@ import pathlib
 import zlib
 
 import numpy as np
+from PIL import Image
 
 from jaxderain.data.images import ImageError, load_folder, load_image
 
@@ -73,6 +74,20 @@ def load_category(category: str, data_dir: str | None = None, test_fraction: flo
   return Category(str(category), {n: images[n] for n in train}, {n: images[n] for n in test})
 
 
+def upscale_small(images: dict[str, np.ndarray], min_side: int) -> dict[str, np.ndarray]:
+  """The resize policy for images smaller than a patch: those with a side below
+  `min_side` are upscaled (bicubic, aspect kept) so that side equals `min_side`."""
+  resized = {}
+  for name, image in images.items():
+    height, width = image.shape[:2]
+    if min(height, width) < min_side:
+      factor = min_side / min(height, width)
+      size = (max(min_side, round(width * factor)), max(min_side, round(height * factor)))
+      image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    resized[name] = image
+  return resized
+
+
 def _allocate(capacity: np.ndarray, total: int) -> np.ndarray:
   """Split `total` over images in proportion to their capacity, never above it
   (largest remainder, ties to the earlier image)."""
@@ -116,7 +131,8 @@ def background_set(images: dict[str, np.ndarray], num_patches: int, patch_size: 
     sizes = ', '.join(f'{n} {h}x{w}' for n, (h, w) in list(shapes.items())[:5])
     raise ImageError(
         f'No image is at least {patch_size}x{patch_size} ({sizes}): use a smaller '
-        f'patch size (--config.patch_size) or larger images.')
+        f'patch size (--config.patch_size), upscale them '
+        f'(--config.upscale_small_images=True), or larger images.')
   capacity = np.array([(shapes[n][0] - patch_size + 1) * (shapes[n][1] - patch_size + 1)
                        for n in usable], dtype=np.int64)
   if num_patches > capacity.sum():

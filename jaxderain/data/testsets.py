@@ -2,6 +2,8 @@
 
 - `heldout_synthetic`: held-out backgrounds of a category with the built-in unseen rain
   generator (thin, short, strongly slanted streaks; see `rain.UNSEEN_RANGE`).
+- `heldout_real_rain`: held-out backgrounds with real rain layers cut from a paired set
+  (the paper's test rain: Yang et al. 2017's, via Rain100L), for any category.
 - `paired_folder`: a paired set as given, e.g. Rain100L (`rainy/N.png` with `clean/N.png`),
   its rain layer R = clip(rainy - clean, 0, 1).
 Images are float32 in [0, 1]; sets are lists because real pairs differ in size.
@@ -40,6 +42,26 @@ def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images:
                                      rain_range))
   rainy = np.clip(clean + layer, 0.0, 1.0)
   return TestSet(name, list(rainy), list(clean), list(layer))
+
+
+def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: TestSet,
+                      num_images: int, size: int, seed: int) -> TestSet:
+  """`num_images` held-out crops, each with a random size x size crop of a random rain
+  layer of `pairs` (seeded): O = clip(B + R, 0, 1) with R = clip(rainy - clean, 0, 1)."""
+  smallest = min(min(layer.shape[:2]) for layer in pairs.rain_layer)
+  if size > smallest:
+    raise ImageError(f'Test crops of {size}x{size} do not fit the {smallest}-pixel side of '
+                     f'the rain layers of {pairs.name}: use a smaller eval.image_size.')
+  clean = background_set(test_images, num_images, size, seed).astype(np.float32) / 255.0
+  rng = np.random.default_rng(seed)
+  layers = []
+  for _ in range(num_images):
+    layer = pairs.rain_layer[rng.integers(len(pairs))]
+    top = rng.integers(layer.shape[0] - size + 1)
+    left = rng.integers(layer.shape[1] - size + 1)
+    layers.append(layer[top:top + size, left:left + size])
+  rainy = np.clip(clean + np.stack(layers), 0.0, 1.0)
+  return TestSet(name, list(rainy), list(clean), layers)
 
 
 def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
