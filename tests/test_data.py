@@ -212,3 +212,15 @@ def test_small_images_skip_or_upscale():
   upscaled = data.upscale_small(faces, 128)
   assert all(min(image.shape[:2]) == 128 for image in upscaled.values())
   assert data.background_set(upscaled, 8, 128, seed=0).shape == (8, 128, 128, 3)
+
+
+@pytest.mark.parametrize('what', ['rain', 'backgrounds'])
+def test_show_writes_a_panel(tmp_path, what):
+  out = tmp_path / f'{what}.png'
+  result = subprocess.run([sys.executable, '-m', 'jaxderain.data.show', f'--what={what}',
+                           f'--out={out}', '--samples=2', '--size=32'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  with Image.open(out) as panel:
+    rows = 8 if what == 'rain' else 1  # 4 ranges x (R, B+R), or one category
+    assert panel.size[1] == rows * 34

@@ -101,3 +101,37 @@ def test_fast_cpu_flag_gives_the_same_training():
   np.testing.assert_allclose(fast['losses'], default['losses'], rtol=1e-4)
   for a, b in zip(default['params'], fast['params']):
     np.testing.assert_allclose(b, a, atol=2e-5)
+
+
+def train_and_evaluate(tmp_path, arg, **overrides):
+  config = grid.get_config(f'{arg},scale=smoke')
+  config.total_steps, config.checkpoint_every = 10, 10
+  for key, value in overrides.items():
+    config[key] = value
+  state, history = experiment.train(config, str(tmp_path))
+  results = experiment.evaluate(config, str(tmp_path))
+  assert int(state.step) == 10 and math.isfinite(history[-1]['loss'])
+  return results
+
+
+@pytest.mark.parametrize('rain_range', ['small', 'large'])  # medium: the tests above
+def test_every_rain_range_trains_and_evaluates(tmp_path, rain_range):
+  results = train_and_evaluate(tmp_path, f'resnet,{rain_range},16')
+  assert math.isfinite(results['natural_unseen']['E_R'])
+
+
+@pytest.mark.parametrize('category', ['urban100', 'manga109', 'celeba', 'natural'])
+def test_every_real_category_trains_and_evaluates(tmp_path, data_dir, category):
+  results = train_and_evaluate(tmp_path, f'resnet,medium,16,category={category}',
+                               data_dir=str(data_dir))
+  assert set(results) == {f'{category}_unseen', f'{category}_rain100L', 'rain100L'}
+  assert all(math.isfinite(r['E_B']) for r in results.values())
+
+
+def test_rain_fields_can_be_overridden_and_are_checked():
+  config = smoke_config()
+  config.rain.angle = (-45, 45)
+  assert experiment.rain_range(config).angle == (-45, 45)
+  config.rain.angle = (45, -45)
+  with pytest.raises(experiment.ConfigError, match='config.rain.*angle'):
+    experiment.check(config)
