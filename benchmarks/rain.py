@@ -15,10 +15,7 @@ from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
 cpu_flags.apply_fast_cpu_flag()
 
-import json  # pylint: disable=g-import-not-at-top
-import pathlib
-import platform
-import statistics
+import statistics  # pylint: disable=g-import-not-at-top
 import time
 
 import jax
@@ -26,10 +23,8 @@ from absl import app, flags
 
 from jaxderain import rain
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_step import time_steps  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from configs import grid  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks.common import report, time_steps  # pylint: disable=g-import-not-at-top
+from configs import grid  # pylint: disable=g-import-not-at-top
 
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed rain batches per range.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed train steps for the share.')
@@ -53,17 +48,11 @@ def main(argv):
   results = []
   for name in rain.TRAINING_RANGES:
     seconds = time_rain(name, 16, 128, _REPEATS.value)
-    result = {'benchmark': 'rain', 'range': name, 'batch': 16, 'size': 128,
-              'median_s': seconds, 'layers_per_s': 16 / seconds,
-              'train_step_s': step['median_step_s'],
-              'share_of_step': seconds / step['median_step_s'],
-              'machine': f'{platform.machine()}, {os.cpu_count()} cores',
-              'devices': str(jax.devices()), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
-    print(json.dumps(result), flush=True)
-    results.append(result)
-  out = pathlib.Path(_OUT.value)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=1))
+    results.append({'benchmark': 'rain', 'range': name, 'batch': 16, 'size': 128,
+                    'median_s': seconds, 'layers_per_s': 16 / seconds,
+                    'train_step_s': step['median_step_s'],
+                    'share_of_step': seconds / step['median_step_s']})
+  report(results, _OUT.value)
 
 
 if __name__ == '__main__':

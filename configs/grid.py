@@ -94,6 +94,7 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   # Images with a side shorter than patch_size are skipped; True upscales them instead
   # (bicubic, aspect kept, shorter side = patch_size), e.g. for 89x109 CelebA at P = 128.
   config.upscale_small_images = False
+  config.strict_images = False  # True: a bad image file stops the run instead of a warning
   config.flips = True  # random horizontal and vertical flips of the background patches
 
   # Training rain: the named Table 1 range, every parameter spelled out so that any can

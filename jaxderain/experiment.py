@@ -66,7 +66,8 @@ def check(config) -> None:
 
 def category(config) -> data.Category:
   """The background category of `config`, small images upscaled if it says so."""
-  found = data.load_category(config.category, config.data_dir or None, config.test_fraction)
+  found = data.load_category(config.category, config.data_dir or None, config.test_fraction,
+                             strict=config.strict_images)
   if config.upscale_small_images:
     found.train = data.upscale_small(found.train, config.patch_size)
     found.test = data.upscale_small(found.test, config.eval.image_size)
