@@ -101,6 +101,23 @@ def train(config, workdir: str):
                   keep_checkpoints=config.keep_checkpoints, mesh=device_mesh())
 
 
+def rain100l_pairs(config) -> data.TestSet | None:
+  """Rain100L from config.eval.rain100l (a folder), else from data_dir: a TFDS build
+  (prepare --paired=rain100l) or the folder DATA_DIR/rain100L; None if none is there."""
+  limit = config.eval.rain100l_limit
+  if config.eval.rain100l:
+    return data.paired_folder('rain100L', config.eval.rain100l, limit)
+  if not config.data_dir:
+    return None
+  from jaxderain.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  prepared = tfds_builders.load_prepared_pairs('rain100l', config.data_dir)
+  if prepared is not None:
+    names, rainy, clean = (part[:limit] for part in prepared)
+    return data.paired_set('rain100L', rainy, clean, names)
+  folder = pathlib.Path(config.data_dir) / 'rain100L'
+  return data.paired_folder('rain100L', folder, limit) if folder.is_dir() else None
+
+
 def test_sets(config) -> list[data.TestSet]:
   """Unseen rain on the category's held-out backgrounds: the built-in generator, and
   Rain100L's rain layers when a Rain100L folder is known (then also Rain100L as given)."""
@@ -108,12 +125,8 @@ def test_sets(config) -> list[data.TestSet]:
   short_name = held_out.name.rstrip('/').split('/')[-1]
   size, seed, count = config.eval.image_size, config.eval.seed, config.eval.num_images
   sets = [data.heldout_synthetic(f'{short_name}_unseen', held_out.test, count, size, seed)]
-  rain100l = config.eval.rain100l
-  if not rain100l and config.data_dir:
-    default = pathlib.Path(config.data_dir) / 'rain100L'
-    rain100l = str(default) if default.is_dir() else ''
-  if rain100l:
-    pairs = data.paired_folder('rain100L', rain100l, config.eval.rain100l_limit)
+  pairs = rain100l_pairs(config)
+  if pairs is not None:
     sets.append(data.heldout_real_rain(f'{short_name}_rain100L', held_out.test, pairs,
                                        count, size, seed))
     sets.append(pairs)

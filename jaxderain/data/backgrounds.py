@@ -55,21 +55,25 @@ def split_by_name(names, test_fraction: float) -> tuple[list[str], list[str]]:
 
 def load_category(category: str, data_dir: str | None = None, test_fraction: float = 0.25,
                   strict: bool = False) -> Category:
-  """Resolve a category: DATA_DIR/backgrounds/NAME if present, an embedded set by name,
-  or a folder of images given by path."""
-  candidates = []
+  """Resolve a category, first match wins: a TFDS build of NAME in DATA_DIR
+  (`python -m jaxderain.data.prepare`), the folder DATA_DIR/backgrounds/NAME, an embedded
+  set by name, a folder of images given by path."""
+  images = None
   if data_dir:
-    candidates.append(pathlib.Path(data_dir) / 'backgrounds' / category)
-  if not (candidates and candidates[0].is_dir()) and category in EMBEDDED:
-    return _embedded(category)
-  candidates.append(pathlib.Path(category))
-  folder = next((c for c in candidates if c.is_dir()), None)
-  if folder is None:
-    raise ImageError(
-        f'Unknown background category {category!r}: use an embedded one '
-        f'({", ".join(EMBEDDED)}), a folder of images by path, or a name under '
-        f'DATA_DIR/backgrounds/ with data_dir set (now {data_dir!r}).')
-  images = load_folder(folder, strict=strict)
+    from jaxderain.data import tfds_builders  # pylint: disable=g-import-not-at-top
+    images = tfds_builders.load_prepared_category(category, data_dir)
+  if images is None:
+    candidates = [pathlib.Path(data_dir) / 'backgrounds' / category] if data_dir else []
+    if not (candidates and candidates[0].is_dir()) and category in EMBEDDED:
+      return _embedded(category)
+    candidates.append(pathlib.Path(category))
+    folder = next((c for c in candidates if c.is_dir()), None)
+    if folder is None:
+      raise ImageError(
+          f'Unknown background category {category!r}: use an embedded one '
+          f'({", ".join(EMBEDDED)}), a folder of images by path, or a name prepared in or '
+          f'under DATA_DIR/backgrounds/ with data_dir set (now {data_dir!r}).')
+    images = load_folder(folder, strict=strict)
   train, test = split_by_name(list(images), test_fraction)
   return Category(str(category), {n: images[n] for n in train}, {n: images[n] for n in test})
 

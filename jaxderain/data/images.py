@@ -87,3 +87,21 @@ def load_folder(folder, strict: bool = False) -> dict[str, np.ndarray]:
     raise ImageError(f'{folder}: none of its image files could be read (see the warnings '
                      'above); fix or replace them.')
   return images
+
+
+def paired_files(folder) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
+  """(name, rainy path, clean path) of a paired set FOLDER/rainy/X with FOLDER/clean/X,
+  ordered by number (1, 2, 10); a file without a partner is an error naming it."""
+  folder = pathlib.Path(folder)
+  rainy_dir, clean_dir = folder / 'rainy', folder / 'clean'
+  if not (rainy_dir.is_dir() and clean_dir.is_dir()):
+    raise ImageError(f'{folder} is not a paired set: it needs rainy/ and clean/ '
+                     'sub-folders holding images with the same names.')
+  rainy = {p.name: p for p in image_files(rainy_dir)}
+  clean = {p.name: p for p in image_files(clean_dir)}
+  unpaired = [f'rainy/{n}' if n in rainy else f'clean/{n}'
+              for n in sorted(set(rainy) ^ set(clean))]
+  if unpaired:
+    raise ImageError(f'{folder}: {len(unpaired)} file(s) have no partner in the other '
+                     f'sub-folder ({", ".join(unpaired[:5])}): add or remove them.')
+  return [(n, rainy[n], clean[n]) for n in sorted(rainy, key=lambda n: (len(n), n))]

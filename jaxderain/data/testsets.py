@@ -12,14 +12,13 @@ Images are float32 in [0, 1]; sets are lists because real pairs differ in size.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 
 import jax
 import numpy as np
 
 from jaxderain import rain
 from jaxderain.data.backgrounds import background_set
-from jaxderain.data.images import ImageError, image_files, load_image
+from jaxderain.data.images import ImageError, load_image, paired_files
 
 
 @dataclasses.dataclass
@@ -64,27 +63,21 @@ def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: Test
   return TestSet(name, list(rainy), list(clean), layers)
 
 
-def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
-  """A paired set laid out as FOLDER/rainy/X and FOLDER/clean/X (same file names)."""
-  folder = pathlib.Path(folder)
-  rainy_dir, clean_dir = folder / 'rainy', folder / 'clean'
-  if not (rainy_dir.is_dir() and clean_dir.is_dir()):
-    raise ImageError(f'{folder} is not a paired set: it needs rainy/ and clean/ '
-                     'sub-folders holding images with the same names.')
-  rainy_files = {p.name: p for p in image_files(rainy_dir)}
-  clean_files = {p.name: p for p in image_files(clean_dir)}
-  unpaired = sorted(set(rainy_files) ^ set(clean_files))
-  if unpaired:
-    raise ImageError(f'{folder}: {len(unpaired)} file(s) have no partner in the other '
-                     f'sub-folder ({", ".join(unpaired[:5])}): add or remove them.')
-  names = sorted(rainy_files, key=lambda n: (len(n), n))[:limit]
-  rainy, clean = [], []
-  for n in names:
-    o, b = load_image(rainy_files[n]), load_image(clean_files[n])
+def paired_set(name: str, rainy: list[np.ndarray], clean: list[np.ndarray],
+               names: list[str]) -> TestSet:
+  """A TestSet of uint8 (H, W, 3) pairs; R = clip(rainy - clean, 0, 1)."""
+  for n, o, b in zip(names, rainy, clean):
     if o.shape != b.shape:
-      raise ImageError(f'{folder}: rainy/{n} is {o.shape[:2]} but clean/{n} is '
+      raise ImageError(f'{name}: rainy/{n} is {o.shape[:2]} but clean/{n} is '
                        f'{b.shape[:2]}: a pair must have one size.')
-    rainy.append(o.astype(np.float32) / 255.0)
-    clean.append(b.astype(np.float32) / 255.0)
+  rainy = [o.astype(np.float32) / 255.0 for o in rainy]
+  clean = [b.astype(np.float32) / 255.0 for b in clean]
   layers = [np.clip(o - b, 0.0, 1.0) for o, b in zip(rainy, clean)]
   return TestSet(name, rainy, clean, layers)
+
+
+def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
+  """A paired set laid out as FOLDER/rainy/X and FOLDER/clean/X (same file names)."""
+  pairs = paired_files(folder)[:limit]
+  return paired_set(name, [load_image(o) for _, o, _ in pairs],
+                    [load_image(b) for _, _, b in pairs], [n for n, _, _ in pairs])
