@@ -17,24 +17,27 @@ import ml_collections
 
 from jaxderain.rain import TRAINING_RANGES
 
-ARCHS = ('resnet',)
+# Per architecture and scale: the model's keyword options (models/<arch>.py).
+MODELS = {
+    'resnet': {'paper': dict(features=64, num_blocks=16),
+               'cpu': dict(features=16, num_blocks=4),
+               'smoke': dict(features=8, num_blocks=2)},
+}
+ARCHS = tuple(MODELS)
 RAIN_RANGES = ('small', 'medium', 'large')
 KEYS = ('category', 'scale', 'seed')
 
-# Per scale: model width/depth, patch size, batch, steps, logging/checkpoint cadence and
-# the held-out test set's size. `paper` is the paper's recipe.
+# Per scale: patch size, batch, steps, logging/checkpoint cadence and the held-out test
+# set's size. `paper` is the paper's recipe.
 SCALES = {
-    'paper': dict(model=dict(features=64, num_blocks=16), patch_size=128, batch_size=16,
-                  total_steps=250_000, log_every=100, checkpoint_every=5_000,
-                  eval_images=100, eval_size=128),
+    'paper': dict(patch_size=128, batch_size=16, total_steps=250_000, log_every=100,
+                  checkpoint_every=5_000, eval_images=100, eval_size=128),
     # The main job on a 2-core CPU: at most 10 minutes for training and evaluation.
-    'cpu': dict(model=dict(features=16, num_blocks=4), patch_size=64, batch_size=8,
-                total_steps=8_000, log_every=250, checkpoint_every=2_000,
-                eval_images=32, eval_size=128),
+    'cpu': dict(patch_size=64, batch_size=8, total_steps=8_000, log_every=250,
+                checkpoint_every=2_000, eval_images=32, eval_size=128),
     # Pipeline checks in tests: about a minute at most.
-    'smoke': dict(model=dict(features=8, num_blocks=2), patch_size=32, batch_size=8,
-                  total_steps=40, log_every=10, checkpoint_every=10,
-                  eval_images=4, eval_size=64),
+    'smoke': dict(patch_size=32, batch_size=8, total_steps=40, log_every=10,
+                  checkpoint_every=10, eval_images=4, eval_size=64),
 }
 
 
@@ -81,7 +84,8 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.arch = point['arch']
   config.scale = point['scale']
-  config.model = dict(scale['model'])
+  config.model = dict(MODELS[point['arch']][point['scale']])
+  config.loss = ''  # '' = the architecture's own loss; see models.ARCHITECTURES
   config.seed = point['seed']
 
   # Data: an exact background set of N patches of P x P from the category's training

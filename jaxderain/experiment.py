@@ -62,6 +62,10 @@ def check(config) -> None:
     if config[field] < 1:
       raise ConfigError(f'{field} must be positive, got {config[field]}.')
   rain_range(config)
+  try:
+    models.get(config.arch).loss(config.loss)
+  except ValueError as error:
+    raise ConfigError(f'config.loss: {error}') from None
 
 
 def category(config) -> data.Category:
@@ -84,7 +88,7 @@ def build_training(config):
                config.patch_size, config.patch_size, len(backgrounds_of.train),
                backgrounds_of.name)
   architecture, graphdef, state, tx = _state_template(config)
-  step = make_train_step(graphdef, architecture.loss, tx, rain_range(config),
+  step = make_train_step(graphdef, architecture.loss(config.loss), tx, rain_range(config),
                          config.batch_size, config.flips, device_mesh())
   return state, step, backgrounds
 

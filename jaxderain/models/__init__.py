@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +23,27 @@ def l1_loss(outputs, rainy, clean):
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-  """build(**hparams, rngs) -> nnx.Module mapping (B, H, W, 3) rainy images to outputs;
-  loss(outputs, rainy, clean) -> scalar; image(outputs) -> (B, H, W, 3) derained image."""
+  """One architecture, everything the train loop and eval need to know about it.
+
+  build(**hparams, rngs) -> nnx.Module mapping (B, H, W, 3) rainy images O in [0, 1] to
+    its outputs (the derained image, or a tuple such as several stages' estimates);
+    state other than nnx.Param (e.g. BatchNorm statistics) is carried by the train loop.
+  losses: name -> loss(outputs, rainy, clean) -> scalar; the first is the default.
+  image(outputs) -> (B, H, W, 3): the derained image that eval scores.
+  """
   build: Callable[..., nnx.Module]
-  loss: Callable[..., jax.Array] = l1_loss
+  losses: Mapping[str, Callable[..., jax.Array]] = dataclasses.field(
+      default_factory=lambda: {'l1': l1_loss})
   image: Callable[[Any], jax.Array] = lambda outputs: outputs
+
+  def loss(self, name: str = ''):
+    """The loss called `name` ('' = the default)."""
+    if not name:
+      return next(iter(self.losses.values()))
+    if name not in self.losses:
+      raise ValueError(f'Unknown loss {name!r} for this architecture: choose one of '
+                       f'{", ".join(self.losses)}.')
+    return self.losses[name]
 
 
 ARCHITECTURES = {
