@@ -39,7 +39,7 @@ def rain_range(config) -> rain.RainRange:
     raise ConfigError(f'config.rain is not a valid rain range: {error}') from None
 
 
-def _state_template(config):
+def state_template(config):
   """(architecture, graphdef, step-0 TrainState, optimizer) for `config`."""
   architecture = models.get(config.arch)
   root = jax.random.PRNGKey(config.seed)
@@ -87,7 +87,7 @@ def build_training(config):
   logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
                config.patch_size, config.patch_size, len(backgrounds_of.train),
                backgrounds_of.name)
-  architecture, graphdef, state, tx = _state_template(config)
+  architecture, graphdef, state, tx = state_template(config)
   step = make_train_step(graphdef, architecture.loss(config.loss), tx, rain_range(config),
                          config.batch_size, config.flips, device_mesh())
   return state, step, backgrounds
@@ -144,7 +144,7 @@ def evaluate(config, workdir: str) -> dict[str, dict]:
     raise FileNotFoundError(
         f'No checkpoint in {checkpoints}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
-  architecture, graphdef, template, _ = _state_template(config)
+  architecture, graphdef, template, _ = state_template(config)
   state = loop.restore(loop.checkpoint_manager(workdir), template)
   predict = make_predict(graphdef, architecture.image)
   results = evaluate_sets(predict, state.params, state.model_state, test_sets(config),

@@ -30,11 +30,14 @@ class Architecture:
     state other than nnx.Param (e.g. BatchNorm statistics) is carried by the train loop.
   losses: name -> loss(outputs, rainy, clean) -> scalar; the first is the default.
   image(outputs) -> (B, H, W, 3): the derained image that eval scores.
+  convert_torch(state_dict, model): loads an official PyTorch state_dict (numpy arrays)
+    into the model in place, or None where no official weights exist.
   """
   build: Callable[..., nnx.Module]
   losses: Mapping[str, Callable[..., jax.Array]] = dataclasses.field(
       default_factory=lambda: {'l1': l1_loss})
   image: Callable[[Any], jax.Array] = lambda outputs: outputs
+  convert_torch: Callable[[dict, nnx.Module], None] | None = None
 
   def loss(self, name: str = ''):
     """The loss called `name` ('' = the default)."""
