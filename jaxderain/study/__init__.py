@@ -1,0 +1,1 @@
+"""The study: grids of grid points, sweeps, complexity, reports and verdicts."""
