@@ -22,6 +22,10 @@ MODELS = {
     'resnet': {'paper': dict(features=64, num_blocks=16),
                'cpu': dict(features=16, num_blocks=4),
                'smoke': dict(features=8, num_blocks=2)},
+    'rcdnet': {'paper': dict(num_stages=17, num_kernels=32, num_z=32, num_blocks=4),
+               'cpu': dict(num_stages=3, num_kernels=8, num_z=8, num_blocks=1),
+               'smoke': dict(num_stages=2, num_kernels=4, num_z=4, num_blocks=1,
+                             kernel_size=5)},
 }
 ARCHS = tuple(MODELS)
 RAIN_RANGES = ('small', 'medium', 'large')

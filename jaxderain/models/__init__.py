@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxderain.models import rcdnet
 from jaxderain.models.resnet import ResNet
 
 
@@ -51,6 +52,10 @@ class Architecture:
 
 ARCHITECTURES = {
     'resnet': Architecture(ResNet),
+    'rcdnet': Architecture(rcdnet.RCDNet,
+                           losses={'published': rcdnet.published_loss, 'l1': rcdnet.l1_loss},
+                           image=rcdnet.final_image,
+                           convert_torch=rcdnet.convert_torch_state),
 }
 
 

@@ -79,7 +79,7 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     rainy = jnp.clip(clean + rain_layer, 0.0, 1.0)
 
     def loss_of(params):
-      model = nnx.merge(graphdef, params, state.model_state)
+      model = nnx.merge(graphdef, params, state.model_state, copy=True)
       loss = loss_fn(model(rainy), rainy, clean)
       return loss, nnx.state(model, nnx.Not(nnx.Param))
 
