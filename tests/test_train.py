@@ -135,3 +135,24 @@ def test_rain_fields_can_be_overridden_and_are_checked():
   config.rain.angle = (45, -45)
   with pytest.raises(experiment.ConfigError, match='config.rain.*angle'):
     experiment.check(config)
+
+
+@pytest.mark.parametrize('arch', [a for a in grid.ARCHS if a != 'resnet'])
+def test_every_arch_trains_and_evaluates(tmp_path, arch):
+  results = train_and_evaluate(tmp_path, f'{arch},medium,16')
+  result = results['natural_unseen']
+  assert all(math.isfinite(result[k]) for k in ('E_R', 'E_B', 'psnr', 'ssim'))
+
+
+def test_batch_statistics_are_trained_saved_and_restored(tmp_path):
+  from jaxderain.train import loop  # pylint: disable=g-import-not-at-top
+  config = grid.get_config('rcdnet,medium,16,scale=smoke')
+  config.total_steps, config.checkpoint_every = 4, 4
+  state, _ = experiment.train(config, str(tmp_path))
+  _, _, template, _ = experiment.state_template(config)
+  restored = loop.restore(loop.checkpoint_manager(tmp_path), template)
+  stats = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.model_state)]
+  assert stats(template)  # the model has BatchNorm statistics
+  assert any(not np.allclose(a, b) for a, b in zip(stats(template), stats(state)))
+  for a, b in zip(stats(state), stats(restored)):
+    np.testing.assert_array_equal(a, b)

@@ -13,7 +13,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxderain.models import rcdnet
+from jaxderain.models import swinir
 from jaxderain.models.resnet import ResNet
+from jaxderain.models.unet import UNet
 
 
 def l1_loss(outputs, rainy, clean):
@@ -52,6 +54,8 @@ class Architecture:
 
 ARCHITECTURES = {
     'resnet': Architecture(ResNet),
+    'unet': Architecture(UNet),
+    'swinir': Architecture(swinir.SwinIR, convert_torch=swinir.convert_torch_state),
     'rcdnet': Architecture(rcdnet.RCDNet,
                            losses={'published': rcdnet.published_loss, 'l1': rcdnet.l1_loss},
                            image=rcdnet.final_image,

@@ -20,6 +20,7 @@ def main(argv):
     model = models.create(_ARCH.value, {}, seed=0)
   except ValueError as error:
     sys.exit(f'error: {error}')
+  model.eval()  # inference shapes; BatchNorm statistics are not updated
   shape = (1, _HEIGHT.value, _WIDTH.value, 3)
   out = jax.eval_shape(lambda x: models.get(_ARCH.value).image(model(x)),
                        jax.ShapeDtypeStruct(shape, jnp.float32))
