@@ -33,8 +33,11 @@ MODELS = {
                              mlp_ratio=2.0)},
     'rcdnet': {'paper': dict(num_stages=17, num_kernels=32, num_z=32, num_blocks=4),
                'cpu': dict(num_stages=3, num_kernels=8, num_z=8, num_blocks=1),
-               'smoke': dict(num_stages=2, num_kernels=4, num_z=4, num_blocks=1,
+               'smoke': dict(num_stages=3, num_kernels=4, num_z=4, num_blocks=1,
                              kernel_size=5)},
+    'spdnet': {'paper': dict(n_feats=32, n_resblocks=3),
+               'cpu': dict(n_feats=8, n_resblocks=1),
+               'smoke': dict(n_feats=4, n_resblocks=1)},
 }
 ARCHS = tuple(MODELS)
 RAIN_RANGES = ('small', 'medium', 'large')

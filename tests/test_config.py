@@ -25,7 +25,7 @@ def test_options_and_scales():
 
 
 @pytest.mark.parametrize('arg, problem', [
-    ('unet,medium,64', "unknown arch 'unet'"),
+    ('vgg,medium,64', "unknown arch 'vgg'"),
     ('resnet,heavy,64', "unknown rain range 'heavy'"),
     ('resnet,medium,0', 'N must be a positive integer'),
     ('resnet,medium,-5', 'N must be a positive integer'),
@@ -41,5 +41,5 @@ def test_bad_arguments_name_the_problem_and_the_choices(arg, problem):
     grid.get_config(arg)
   message = str(error.value)
   assert problem in message
-  for choice in ('resnet', 'small, medium, large', 'paper, cpu, smoke'):
+  for choice in (*grid.ARCHS, 'small, medium, large', 'paper, cpu, smoke'):
     assert choice in message

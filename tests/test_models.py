@@ -30,5 +30,5 @@ def test_global_skip_makes_a_zero_body_the_identity():
 
 
 def test_unknown_arch_lists_the_registry():
-  with pytest.raises(ValueError, match="Unknown arch 'vgg': choose one of resnet"):
+  with pytest.raises(ValueError, match="Unknown arch 'vgg': choose one of resnet, unet"):
     models.get('vgg')

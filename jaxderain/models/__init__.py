@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxderain.models import rcdnet
-from jaxderain.models import swinir
+from jaxderain.models import spdnet, swinir
 from jaxderain.models.resnet import ResNet
 from jaxderain.models.unet import UNet
 
@@ -56,6 +56,10 @@ ARCHITECTURES = {
     'resnet': Architecture(ResNet),
     'unet': Architecture(UNet),
     'swinir': Architecture(swinir.SwinIR, convert_torch=swinir.convert_torch_state),
+    'spdnet': Architecture(spdnet.SPDNet,
+                           losses={'published': spdnet.published_loss, 'l1': spdnet.l1_loss},
+                           image=spdnet.image,
+                           convert_torch=spdnet.convert_torch_state),
     'rcdnet': Architecture(rcdnet.RCDNet,
                            losses={'published': rcdnet.published_loss, 'l1': rcdnet.l1_loss},
                            image=rcdnet.final_image,

@@ -1,0 +1,279 @@
+"""SPDNet: Haar transforms, shapes, parameter count, gradients, jit, losses and the
+conversion of official state_dicts (checked against PyTorch functional ops if installed)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.interpreters import partial_eval as pe
+
+from jaxderain.models import spdnet
+
+SMOKE = dict(n_feats=4, n_resblocks=1)
+
+
+def smoke_model(seed=0):
+  return spdnet.SPDNet(**SMOKE, rngs=nnx.Rngs(params=seed))
+
+
+@pytest.fixture(scope='module')
+def model():
+  """A smoke-sized model, shared: initialising compiles one sampler per shape (~10 s)."""
+  return smoke_model()
+
+
+def as_torch_state(model):
+  """The model's parameters in the official state_dict layout (the inverse conversion)."""
+  state = {}
+  for key, (param, axes) in spdnet._torch_params(model).items():
+    state[key] = np.transpose(np.asarray(param[...]), np.argsort(axes))
+  return state
+
+
+def num_params(model):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def expected_params(c, n):
+  """The parameters the official forward uses, counted from its layer list."""
+  conv = lambda cin, cout: 9 * cin * cout + cout
+  rb = 2 * conv(c, c) + 2 * c * c  # two convs, SE with two bias-free c x c linears
+  rir = n * rb + conv(c, c)
+  res_ch = conv(3, c // 2) + conv(c // 2, c) + rir
+  prior = 2 * conv(c, c) + 2 * conv(2 * c, 2)
+  fuse = conv(c, c) + rb  # transposed conv + RB
+  subnet = 2 * conv(4 * c, c) + 2 * conv(c, 4 * c) + prior + conv(2 * c, c) + 9 * rir
+  subnet += 2 * fuse
+  return (conv(3, c // 2) + conv(c // 2, c) + 3 * (res_ch + subnet)
+          + 2 * conv(2 * c, c) + 2 * conv(3 * c, c) + 3 * conv(c, 3))
+
+
+def test_parameter_count_is_the_official_used_count(model):
+  paper = nnx.eval_shape(lambda: spdnet.SPDNet(rngs=nnx.Rngs(0)))
+  assert num_params(paper) == expected_params(32, 3) == 2_981_525
+  assert num_params(model) == expected_params(SMOKE['n_feats'], SMOKE['n_resblocks'])
+
+
+def test_haar_hand_computed_and_perfect_reconstruction():
+  x = jnp.array([[1., 2.], [3., 4.]]).reshape(1, 2, 2, 1)
+  bands = [float(b.squeeze()) for b in spdnet.haar_dwt(x)]
+  assert bands == [5.0, -2.0, -1.0, 0.0]  # ll, lh, hl, hh
+  x = jax.random.normal(jax.random.key(0), (2, 7, 10, 3))
+  bands = spdnet.haar_dwt(x)
+  assert all(b.shape == (2, 4, 5, 3) for b in bands)
+  y = spdnet.haar_idwt(*bands)
+  assert y.shape == (2, 8, 10, 3)
+  np.testing.assert_allclose(y[:, :7], x, atol=1e-6)
+  np.testing.assert_allclose(y[:, 7], 0, atol=1e-6)  # the zero row the DWT padded
+
+
+def test_haar_matches_pywt():
+  pywt = pytest.importorskip('pywt')
+  x = np.random.default_rng(0).normal(size=(1, 7, 10, 1))
+  ll, lh, hl, hh = (np.asarray(b)[0, :, :, 0] for b in spdnet.haar_dwt(jnp.asarray(x)))
+  c_a, (c_h, c_v, c_d) = pywt.dwt2(x[0, :, :, 0], 'haar', mode='zero')
+  for ours, theirs in zip((ll, lh, hl, hh), (c_a, c_h, c_v, c_d)):
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  np.testing.assert_allclose(
+      spdnet.haar_idwt(*(b[None, :, :, None] for b in (ll, lh, hl, hh)))[0, :, :, 0],
+      pywt.idwt2((c_a, (c_h, c_v, c_d)), 'haar', mode='zero'), atol=1e-5)
+
+
+def test_nearest_indices_follow_pytorch():
+  # F.interpolate(nearest) takes floor(i * n_in / n_out) with a float32 scale.
+  np.testing.assert_array_equal(spdnet._nearest_indices(141, 67)[:5], [0, 2, 4, 6, 8])
+  np.testing.assert_array_equal(spdnet._nearest_indices(73, 34)[-3:], [66, 68, 70])
+  np.testing.assert_array_equal(spdnet._nearest_indices(5, 10), np.arange(10) // 2)
+
+
+def test_outputs_on_odd_sizes_and_minimum_size(model):
+  for shape in [(2, 67, 93, 3), (1, 5, 6, 3)]:
+    outputs = nnx.eval_shape(lambda m, x: m(x), model, jax.ShapeDtypeStruct(shape, jnp.float32))
+    assert [o.shape for o in outputs] == [shape] * 3
+  with pytest.raises(ValueError, match='H, W >= 5'):
+    model(jnp.zeros((1, 4, 8, 3)))
+
+
+def test_every_parameter_reaches_the_loss_and_gradients_are_finite(model):
+  rainy = jax.random.uniform(jax.random.key(2), (2, 19, 14, 3))
+  clean = jax.random.uniform(jax.random.key(3), (2, 19, 14, 3))
+  loss = lambda m: spdnet.published_loss(m(rainy), rainy, clean)
+  graphdef, params = nnx.split(model)
+  paths, leaves = zip(*nnx.to_flat_state(params))
+  values = [leaf[...] for leaf in leaves]
+
+  def loss_of(*values):
+    state = nnx.from_flat_state(list(zip(paths, values)))
+    return loss(nnx.merge(graphdef, state))
+
+  # Structurally: the loss depends on every parameter (dead-code analysis of its jaxpr).
+  _, used = pe.dce_jaxpr(jax.make_jaxpr(loss_of)(*values).jaxpr, [True])
+  assert all(used), [p for p, u in zip(paths, used) if not u]
+  # Numerically, at random init on 0-255 inputs some SE gates saturate and some narrow
+  # ReLU layers are dead, so a few gradients are exactly zero; most are not.
+  grads = [g[...] for _, g in nnx.to_flat_state(nnx.jit(nnx.grad(loss))(model))]
+  assert len(grads) == len(paths)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+  assert sum(bool(jnp.any(g != 0)) for g in grads) >= 0.9 * len(grads)
+
+
+def test_jit_matches_eager(model):
+  # In float32 rounding is amplified from stage to stage at random init: out3 differs by
+  # up to ~3e-4 of its range between the two (float64 agrees to ~1e-12, see the torch test).
+  x = jax.random.uniform(jax.random.key(2), (2, 13, 18, 3))
+  eager = model(x)
+  jitted = nnx.jit(lambda m, x: m(x))(model, x)
+  for e, j, tolerance in zip(eager, jitted, (2e-3, 1e-4, 1e-5)):
+    np.testing.assert_allclose(j, e, rtol=0, atol=tolerance * float(jnp.ptp(e)))
+
+
+def test_losses_and_image():
+  clean = jnp.full((1, 5, 5, 3), 0.5)
+  outputs = (clean + 0.1, clean - 0.2, clean)
+  assert spdnet.image(outputs) is outputs[0]
+  np.testing.assert_allclose(spdnet.published_loss(outputs, None, clean),
+                             255**2 * (0.1**2 + 0.2**2), rtol=1e-5)
+  np.testing.assert_allclose(spdnet.l1_loss(outputs, None, clean), 0.1, rtol=1e-5)
+
+
+def test_convert_round_trip_ignores_unused_keys_and_names_errors(model):
+  source, target = model, smoke_model(seed=2)
+  state = as_torch_state(source)
+  state['sub2.down3.conv.weight'] = np.zeros((4, 4, 3, 3))  # unused in the official forward
+  state['conv_init1.ins.bias'] = np.zeros(2)
+  state['sub1.DWT.h0_col'] = np.zeros((1, 1, 2, 1))
+  x = jax.random.uniform(jax.random.key(4), (2, 13, 18, 3))
+  before = target(x)[0]
+
+  bad = dict(state, **{'sub1.extra.weight': np.zeros(3),
+                       'output1.weight': np.zeros((3, 4, 1, 3))})
+  del bad['sub3.fuse12.up.conv2d.bias']
+  with pytest.raises(ValueError) as error:
+    spdnet.convert_torch_state(bad, target)
+  for part in ["missing keys ['sub3.fuse12.up.conv2d.bias']",
+               "unexpected keys ['sub1.extra.weight']",
+               'output1.weight: (3, 4, 1, 3), expected (3, 4, 3, 3)']:
+    assert part in str(error.value)
+  np.testing.assert_array_equal(target(x)[0], before)  # unchanged after a failed load
+
+  spdnet.convert_torch_state(state, target)
+  for ours, theirs in zip(target(x), source(x)):
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def torch_reference(images, n_feats, n_blocks, seed=0):
+  """The official forward in PyTorch functional ops, on (B, 3, H, W) 0-255 float64 images.
+
+  Parameters are drawn as first used, under their official state_dict keys.
+  Returns (out3, out2, out1) and the state_dict as numpy arrays.
+  """
+  torch = pytest.importorskip('torch')
+  f = torch.nn.functional
+  generator = torch.Generator().manual_seed(seed)
+  state = {}
+
+  def param(key, *shape):
+    if key not in state:
+      bound = 1 / math.sqrt(math.prod(shape[1:])) if len(shape) > 1 else 0.1
+      state[key] = (2 * torch.rand(*shape, generator=generator, dtype=torch.float64)
+                    - 1) * bound
+    return state[key]
+
+  def conv(key, x, cout, reflect=False):
+    weight, bias = param(f'{key}.weight', cout, x.shape[1], 3, 3), param(f'{key}.bias', cout)
+    if reflect:
+      return f.conv2d(f.pad(x, (1, 1, 1, 1), mode='reflect'), weight, bias)
+    return f.conv2d(x, weight, bias, padding=1)
+
+  def convd(key, x, cout):
+    return torch.relu(conv(f'{key}.conv', x, cout, reflect=True))
+
+  def rb(key, x):
+    c = x.shape[1]
+    res = torch.relu(conv(f'{key}.module_body.2',
+                          torch.relu(conv(f'{key}.module_body.0', x, c)), c))
+    y = torch.relu(f.linear(res.mean((2, 3)), param(f'{key}.se.fc.0.weight', c, c)))
+    y = torch.sigmoid(f.linear(y, param(f'{key}.se.fc.2.weight', c, c)))
+    return res * y[:, :, None, None] + x
+
+  def rir(key, x):
+    h = x
+    for i in range(n_blocks):
+      h = rb(f'{key}.module_body.{i}', h)
+    return torch.relu(conv(f'{key}.module_body.{n_blocks}', h, x.shape[1]) + x)
+
+  haar = torch.tensor([[[1, 1], [1, 1]], [[1, 1], [-1, -1]], [[1, -1], [1, -1]],
+                       [[1, -1], [-1, 1]]], dtype=torch.float64)[:, None] / 2  # ll lh hl hh
+
+  def dwt_pack(x):
+    c = x.shape[1]
+    x = f.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+    ll, lh, hl, hh = (f.conv2d(x, k.expand(c, 1, 2, 2), stride=2, groups=c) for k in haar)
+    return torch.cat([lh, hl, hh, ll], 1)
+
+  def unpack_idwt(x):
+    b, c4, h, w = x.shape
+    bands = x.reshape(b, c4 // 4, 4, h, w).unbind(2)  # ll, lh, hl, hh
+    return sum(f.conv_transpose2d(band, k.expand(c4 // 4, 1, 2, 2), stride=2, groups=c4 // 4)
+               for band, k in zip(bands, haar))
+
+  def fuse(key, x, y):
+    c = x.shape[1]
+    up = f.conv_transpose2d(f.pad(x, (1, 1, 1, 1), mode='reflect'),
+                            param(f'{key}.up.conv2d.weight', c, c, 3, 3),
+                            param(f'{key}.up.conv2d.bias', c), stride=2)
+    up = f.interpolate(torch.relu(up), size=y.shape[2:])
+    return torch.relu(rb(f'{key}.rb', up + y))
+
+  def prior(key, x, p):
+    c = x.shape[1]
+    attention = torch.sigmoid(conv(f'{key}.query_conv', x, c) * conv(f'{key}.key_conv', p, c))
+    ax, ap = x * attention, p * attention
+    xg = conv(f'{key}.gamma1', torch.cat((x, ax), 1), 2)
+    pg = conv(f'{key}.gamma2', torch.cat((p, ap), 1), 2)
+    return x * xg[:, :1] + ax * xg[:, 1:], p * pg[:, :1] + ap * pg[:, 1:]
+
+  def subnet(key, x, res):
+    c = x.shape[1]
+    x1 = convd(f'{key}.fuse_res', torch.cat(prior(f'{key}.prior', x, res), 1), c)
+    x2 = convd(f'{key}.DWT_2', dwt_pack(x1), c)
+    x3 = convd(f'{key}.DWT_3', dwt_pack(x2), c)
+    for col in (1, 2, 3):
+      x1, x2, x3 = (rir(f'{key}.branch{i}_{col}', h) for i, h in ((1, x1), (2, x2), (3, x3)))
+    x2 = fuse(f'{key}.fuse23', unpack_idwt(convd(f'{key}.IDWT_3', x3, 4 * c)), x2)
+    return fuse(f'{key}.fuse12', unpack_idwt(convd(f'{key}.IDWT_2', x2, 4 * c)), x1)
+
+  def residue_features(key, x):
+    res = (x.max(1, keepdim=True)[0] - x.min(1, keepdim=True)[0]).repeat(1, 3, 1, 1)
+    return rir(f'{key}.extra', convd(f'{key}.conv_init2',
+                                     convd(f'{key}.conv_init1', res, n_feats // 2), n_feats))
+
+  x = torch.from_numpy(images)
+  x_init = convd('conv_init2', convd('conv_init1', x, n_feats // 2), n_feats)
+  x1 = subnet('sub1', x_init, residue_features('res_extra1', x))
+  out1 = conv('output1', x1, 3)
+  x2 = subnet('sub2', convd('ag1', torch.cat((x1, x_init), 1), n_feats),
+              residue_features('res_extra2', out1))
+  out2 = conv('output2', convd('ag2_en', torch.cat([x2, x1], 1), n_feats), 3)
+  x3 = subnet('sub3', convd('ag2', torch.cat((x2, x1, x_init), 1), n_feats),
+              residue_features('res_extra3', out2))
+  out3 = conv('output3', convd('ag_en', torch.cat([x3, x2, x1], 1), n_feats), 3)
+  return [o.numpy() for o in (out3, out2, out1)], {k: v.numpy() for k, v in state.items()}
+
+
+def test_converted_model_matches_torch_functional_reference():
+  images = np.random.default_rng(0).uniform(size=(2, 13, 18, 3))  # NHWC in [0, 1]
+  references, state = torch_reference(images.transpose(0, 3, 1, 2) * 255,
+                                      SMOKE['n_feats'], SMOKE['n_resblocks'])
+  with jax.enable_x64(True):
+    model = nnx.eval_shape(lambda: spdnet.SPDNet(**SMOKE, rngs=nnx.Rngs(0),
+                                                 param_dtype=jnp.float64))
+    spdnet.convert_torch_state(state, model)
+    outputs = model(jnp.asarray(images))  # eager: XLA compiles this float64 net slowly
+  for ours, reference in zip(outputs, references):
+    reference = reference.transpose(0, 2, 3, 1) / 255
+    np.testing.assert_allclose(np.asarray(ours), reference, rtol=0,
+                               atol=1e-9 * np.ptp(reference))
