@@ -148,4 +148,8 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   config.eval.rain100l = ''
   config.eval.rain100l_limit = 100
   config.eval.strip_images = 4
+  # Metrics are also averaged over the last few kept checkpoints ('recent' in the JSON);
+  # they swing between checkpoints at small scales.
+  config.eval.average_last = 1
+  config.eval.extra_categories = ()  # also test on these categories' held-out sets
   return config

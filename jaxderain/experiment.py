@@ -10,6 +10,7 @@ import logging
 import pathlib
 
 import jax
+import numpy as np
 from flax import nnx
 
 from jaxderain import data, models, rain
@@ -122,35 +123,62 @@ def rain100l_pairs(config) -> data.TestSet | None:
   return data.paired_folder('rain100L', folder, limit) if folder.is_dir() else None
 
 
+def _short(category_name: str) -> str:
+  """A category's name for test-set names: the last part of a folder path."""
+  return category_name.rstrip('/').split('/')[-1]
+
+
 def test_sets(config) -> list[data.TestSet]:
-  """Unseen rain on the category's held-out backgrounds: the built-in generator, and
-  Rain100L's rain layers when a Rain100L folder is known (then also Rain100L as given)."""
-  held_out = category(config)
-  short_name = held_out.name.rstrip('/').split('/')[-1]
+  """The test sets of a grid point, all with rain the training never saw unless noted:
+  - `<cat>_unseen`: the built-in unseen rain on the category's held-out backgrounds;
+  - `<cat>_rain100L` and `rain100L`: Rain100L's rain layers on them, and Rain100L as
+    given, when a Rain100L folder or build is known;
+  - the same held-out sets of each category in eval.extra_categories (cross-category);
+  - `<cat>_train`: the run's own training patches with fresh draws of its own training
+    rain (not unseen: the convergence check, did the run learn its task?)."""
   size, seed, count = config.eval.image_size, config.eval.seed, config.eval.num_images
-  sets = [data.heldout_synthetic(f'{short_name}_unseen', held_out.test, count, size, seed)]
   pairs = rain100l_pairs(config)
+  own = category(config)
+  sets = []
+  for found in [own] + [data.load_category(c, config.data_dir or None, config.test_fraction)
+                        for c in config.eval.extra_categories]:
+    sets.append(data.heldout_synthetic(f'{_short(found.name)}_unseen', found.test, count,
+                                       size, seed))
+    if pairs is not None:
+      sets.append(data.heldout_real_rain(f'{_short(found.name)}_rain100L', found.test, pairs,
+                                         count, size, seed))
   if pairs is not None:
-    sets.append(data.heldout_real_rain(f'{short_name}_rain100L', held_out.test, pairs,
-                                       count, size, seed))
     sets.append(pairs)
+  backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
+                                    config.seed)
+  chosen = np.linspace(0, len(backgrounds) - 1, min(count, len(backgrounds))).astype(int)
+  sets.append(data.with_synthetic_rain(f'{_short(own.name)}_train', backgrounds[chosen],
+                                       seed + 1, rain_range(config)))
   return sets
 
 
 def evaluate(config, workdir: str) -> dict[str, dict]:
-  """Restore the latest checkpoint of WORKDIR and evaluate it on every test set."""
+  """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
+  last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png."""
   checkpoints = pathlib.Path(workdir) / 'checkpoints'
   if not checkpoints.is_dir() or loop.checkpoint_manager(workdir).latest_step() is None:
     raise FileNotFoundError(
         f'No checkpoint in {checkpoints}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
   architecture, graphdef, template, _ = state_template(config)
-  state = loop.restore(loop.checkpoint_manager(workdir), template)
+  manager = loop.checkpoint_manager(workdir)
   predict = make_predict(graphdef, architecture.image)
-  results = evaluate_sets(predict, state.params, state.model_state, test_sets(config),
-                          step=int(state.step), threshold=config.eval.rain_threshold,
-                          outdir=pathlib.Path(workdir) / 'eval',
-                          strip_images=config.eval.strip_images)
+  sets = test_sets(config)
+  steps = sorted(manager.all_steps())[-max(1, config.eval.average_last):]
+  earlier = []
+  for step in steps:
+    state = loop.restore(manager, template, step)
+    results = evaluate_sets(predict, state.params, state.model_state, sets, step=step,
+                            threshold=config.eval.rain_threshold, earlier=earlier,
+                            outdir=(pathlib.Path(workdir) / 'eval' if step == steps[-1]
+                                    else None),
+                            strip_images=config.eval.strip_images)
+    earlier.append(results)
   for name, result in results.items():
     logging.info('%s', json.dumps({'testset': name, 'step': result['step'],
                                    **{k: round(result[k], 4) for k in

@@ -266,4 +266,4 @@ def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   np.testing.assert_allclose(pairs.rain_layer[0],
                              np.clip(pairs.rainy[0] - pairs.clean[0], 0, 1))
   assert [s.name for s in experiment.test_sets(config)] == [
-      'urban100_unseen', 'urban100_rain100L', 'rain100L']
+      'urban100_unseen', 'urban100_rain100L', 'rain100L', 'urban100_train']

@@ -11,6 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import grid
 from jaxderain import cpu_flags, experiment
@@ -65,6 +66,30 @@ def test_eval_restores_and_writes_json_and_strip(trained):
     assert math.isfinite(written[key]), key
   assert 0 < written['E_R'] <= 255 and 0 <= written['ssim'] <= 1
   assert (workdir / 'eval' / 'natural_unseen.png').stat().st_size > 0
+
+
+def test_eval_averages_recent_checkpoints_and_checks_training_data(trained, tmp_path):
+  config, workdir, _, _ = trained
+  shutil.copytree(workdir / 'checkpoints', tmp_path / 'checkpoints')
+  config = smoke_config()
+  config.eval.average_last = 3
+  config.eval.extra_categories = (str(make_folder_category(tmp_path / 'other')),)
+  results = experiment.evaluate(config, str(tmp_path))
+  assert set(results) == {'natural_unseen', 'other_unseen', 'natural_train'}
+  recent = results['natural_unseen']['recent']
+  assert recent['steps'] == [20, 30, 40]
+  assert recent['E_R'] != results['natural_unseen']['E_R']  # a mean over three steps
+  assert results['natural_train']['num_images'] == min(16, config.eval.num_images)
+  assert results['natural_train']['rain_fraction'] > 0
+
+
+def make_folder_category(folder):
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(4):
+    Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(
+        folder / f'{i}.png')
+  return folder
 
 
 def test_eval_on_real_rain100l(trained, data_dir):
@@ -124,7 +149,8 @@ def test_every_rain_range_trains_and_evaluates(tmp_path, rain_range):
 def test_every_real_category_trains_and_evaluates(tmp_path, data_dir, category):
   results = train_and_evaluate(tmp_path, f'resnet,medium,16,category={category}',
                                data_dir=str(data_dir))
-  assert set(results) == {f'{category}_unseen', f'{category}_rain100L', 'rain100L'}
+  assert set(results) == {f'{category}_unseen', f'{category}_rain100L', 'rain100L',
+                          f'{category}_train'}
   assert all(math.isfinite(r['E_B']) for r in results.values())
 
 

@@ -33,14 +33,22 @@ class TestSet:
     return len(self.clean)
 
 
-def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images: int,
-                      size: int, seed: int, rain_range=rain.UNSEEN_RANGE) -> TestSet:
-  """`num_images` crops of size x size from held-out images, with synthetic rain."""
-  clean = background_set(test_images, num_images, size, seed).astype(np.float32) / 255.0
-  layer = np.asarray(rain.synthesize(jax.random.key(seed), num_images, size, size,
+def with_synthetic_rain(name: str, clean: np.ndarray, seed: int,
+                        rain_range=rain.UNSEEN_RANGE) -> TestSet:
+  """uint8 (N, S, S, 3) backgrounds with synthetic rain drawn from key `seed`."""
+  count, height, width = clean.shape[:3]
+  clean = clean.astype(np.float32) / 255.0
+  layer = np.asarray(rain.synthesize(jax.random.key(seed), count, height, width,
                                      rain_range))
   rainy = np.clip(clean + layer, 0.0, 1.0)
   return TestSet(name, list(rainy), list(clean), list(layer))
+
+
+def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images: int,
+                      size: int, seed: int, rain_range=rain.UNSEEN_RANGE) -> TestSet:
+  """`num_images` crops of size x size from held-out images, with synthetic rain."""
+  return with_synthetic_rain(name, background_set(test_images, num_images, size, seed),
+                             seed, rain_range)
 
 
 def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: TestSet,

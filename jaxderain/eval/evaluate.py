@@ -83,20 +83,30 @@ def image_strip(test_set: TestSet, outputs, count: int) -> np.ndarray:
   return (np.concatenate(rows, axis=0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: int,
-             threshold: float, outdir, strip_images: int = 4) -> dict[str, dict]:
-  """Evaluate every test set; write OUTDIR/<name>.json and OUTDIR/<name>.png.
+RECENT_KEYS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')
 
-  Returns {test set name: result dict}."""
-  outdir = pathlib.Path(outdir)
-  outdir.mkdir(parents=True, exist_ok=True)
+
+def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: int,
+             threshold: float, outdir=None, strip_images: int = 4,
+             earlier: list[dict[str, dict]] = ()) -> dict[str, dict]:
+  """Evaluate every test set; with `outdir`, write OUTDIR/<name>.json and <name>.png.
+
+  earlier: results of earlier checkpoints on the same sets; each result then gets
+  `recent`, the means of RECENT_KEYS over those and this step (metrics swing between
+  checkpoints). Returns {test set name: result dict}."""
   results = {}
   for test_set in test_sets:
     outputs = run_model(predict, params, model_state, test_set.rainy)
     result = {'testset': test_set.name, 'step': step, 'rain_threshold': threshold,
               'units': UNITS, **score(outputs, test_set, threshold)}
-    (outdir / f'{test_set.name}.json').write_text(json.dumps(result, indent=1))
-    Image.fromarray(image_strip(test_set, outputs, strip_images)).save(
-        outdir / f'{test_set.name}.png')
+    window = [e[test_set.name] for e in earlier] + [result]
+    result['recent'] = {'steps': [r['step'] for r in window],
+                        **{k: float(np.mean([r[k] for r in window])) for k in RECENT_KEYS}}
+    if outdir is not None:
+      outdir = pathlib.Path(outdir)
+      outdir.mkdir(parents=True, exist_ok=True)
+      (outdir / f'{test_set.name}.json').write_text(json.dumps(result, indent=1))
+      Image.fromarray(image_strip(test_set, outputs, strip_images)).save(
+          outdir / f'{test_set.name}.png')
     results[test_set.name] = result
   return results
