@@ -9,14 +9,13 @@ from jaxderain import cpu_flags
 
 _FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
 
-import logging as std_logging  # pylint: disable=g-import-not-at-top
-import sys
+import sys  # pylint: disable=g-import-not-at-top
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxderain import experiment
+from jaxderain import console, experiment
 from jaxderain.data import ImageError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
@@ -25,12 +24,6 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Train, or evaluate the '
                           'latest checkpoint of --workdir.')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def _quiet_libraries(record) -> bool:
-  """Keep orbax's and TensorFlow's INFO chatter out of the console."""
-  return record.levelno >= std_logging.WARNING or not any(
-      part in record.pathname for part in ('/orbax/', '/tensorflow/'))
 
 
 def _parse_flags(argv):
@@ -48,7 +41,7 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_quiet_libraries)
+  console.quiet_library_logs()
   logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), _FAST_FLAG)
   try:
     if _MODE.value == 'train':

@@ -67,8 +67,8 @@ CLAIMS = {
     3: 'E_B falls with N (rho < 0) and flattens by about N = 256 (change from 256 to the '
        'largest N < 1/4 of the change from the smallest N to 256)',
     4: 'Structural complexity: celeba > div2k/natural > manga109 > urban100',
-    5: 'Table 2: objectives with N <= 512 beat the largest-N baseline on E_R and lose '
-       'on E_B, per arch',
+    5: 'Table 2: objectives (N, rain range) with N <= 512 beat the largest-N baseline on '
+       'E_R and lose on E_B, per arch',
 }
 FIGURES = {
     '4': ('figure4_er_vs_n.png', 'Figure 4: E_R vs N per category, one panel per arch'),
@@ -117,6 +117,13 @@ class Level(NamedTuple):
   seeds: int
 
 
+def _read_json(path: pathlib.Path):
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as error:  # e.g. a file the sweep is still writing
+    raise ValueError(f'unreadable {path.parent.name}/{path.name} ({error})') from None
+
+
 def load_points(out_dir) -> tuple[list[Point], list[dict]]:
   """Evaluated points of OUT/points, and the others as {'point', 'reason'}."""
   folder = pathlib.Path(out_dir) / 'points'
@@ -128,8 +135,12 @@ def load_points(out_dir) -> tuple[list[Point], list[dict]]:
     if not (path / 'config.json').is_file():
       not_run.append({'point': path.name, 'reason': 'no config.json'})
       continue
-    config = json.loads((path / 'config.json').read_text())
-    evals = {f.stem: json.loads(f.read_text()) for f in sorted((path / 'eval').glob('*.json'))}
+    try:
+      config = _read_json(path / 'config.json')
+      evals = {f.stem: _read_json(f) for f in sorted((path / 'eval').glob('*.json'))}
+    except ValueError as error:
+      not_run.append({'point': path.name, 'reason': str(error)})
+      continue
     if evals:
       points.append(Point(path.name, path, config, evals))
     else:
@@ -265,26 +276,25 @@ def claim_collapse(rows: list[dict]) -> dict:
 def claim_flattens(rows: list[dict]) -> dict:
   """Claim 3: rho(N, E_B) < 0 and |E_B(256) - E_B(N max)| < (E_B(N min) - E_B(256)) / 4.
 
-  256 stands for the inner N nearest to it in log2, within a factor of 2."""
+  E_B(256) is interpolated linearly in log2 N when 256 is not on the grid."""
   kept, excluded = _partition(rows)
   values = {}
   for key, levels in curves(kept, 'E_B').items():
-    inner = [l for l in levels[1:-1] if abs(math.log2(l.n / FLAT_FROM)) <= 1]
-    if len(levels) < MIN_LEVELS or not inner:
+    ns, means = [l.n for l in levels], [l.mean for l in levels]
+    if len(levels) < MIN_LEVELS or not ns[0] < FLAT_FROM < ns[-1]:
       continue
-    anchor = min(inner, key=lambda l: abs(math.log2(l.n / FLAT_FROM)))
-    early = levels[0].mean - anchor.mean
-    late = anchor.mean - levels[-1].mean
+    at_flat = float(np.interp(math.log2(FLAT_FROM), np.log2(ns), means))
+    early, late = means[0] - at_flat, at_flat - means[-1]
     values[_label(key)] = {
-        'rho_E_B': spearman([l.n for l in levels], [l.mean for l in levels]),
-        'anchor_N': anchor.n, 'early_drop': early, 'late_change': late,
+        'rho_E_B': spearman(ns, means), f'E_B_at_{FLAT_FROM}': at_flat,
+        'early_drop': early, 'late_change': late,
         'late_over_early': abs(late) / early if early > 0 else math.nan}
   if not values:
-    return _not_run(3, f'{MIN_LEVELS} values of N around {FLAT_FROM} (128-512 inside the '
-                    'range) for some arch/category/range', excluded)
+    return _not_run(3, f'{MIN_LEVELS} values of N on both sides of {FLAT_FROM} for some '
+                    'arch/category/range', excluded)
   passed = all(v['rho_E_B'] < 0 and v['late_over_early'] < 0.25 for v in values.values())
-  statistic = '; '.join(f'{k}: rho(E_B) {v["rho_E_B"]:.2f}, late/early change '
-                        f'{v["late_over_early"]:.2f} (N {v["anchor_N"]})'
+  statistic = '; '.join(f'{k}: rho(E_B) {v["rho_E_B"]:.2f}, |change after {FLAT_FROM}| / '
+                        f'change before {v["late_over_early"]:.2f}'
                         for k, v in values.items())
   return _verdict(3, PASS if passed else FAIL, statistic, values, excluded)
 
@@ -303,29 +313,39 @@ def claim_complexity(stats: dict[str, dict]) -> dict:
 
 
 def claim_tradeoff(rows: list[dict]) -> dict:
-  """Claim 5: per arch, every N <= 512 has a higher E_R and a higher E_B than the
-  largest N (> 512) of the same category and rain range."""
+  """Claim 5: per arch, every objective (N, rain range) with N <= 512 has a higher E_R and
+  a higher E_B than the baseline of its category: the largest N (> 512), medium range
+  when there are several."""
   kept, excluded = _partition(rows)
-  errors = curves(kept, 'E_R')
   backgrounds = {k: {l.n: l.mean for l in v} for k, v in curves(kept, 'E_B').items()}
+  objectives = collections.defaultdict(dict)  # (arch, category): {(N, range): (E_R, E_B)}
+  for (arch, category, rain_range), levels in curves(kept, 'E_R').items():
+    for level in levels:
+      if level.n in backgrounds[(arch, category, rain_range)]:
+        objectives[(arch, category)][(level.n, rain_range)] = (
+            level.mean, backgrounds[(arch, category, rain_range)][level.n])
   values = {}
-  for key, levels in errors.items():
-    baseline = levels[-1]
-    few = [l for l in levels if l.n <= FEW_BACKGROUNDS and l.n in backgrounds[key]]
-    if baseline.n <= FEW_BACKGROUNDS or baseline.n not in backgrounds[key] or not few:
+  for (arch, category), table in sorted(objectives.items()):
+    largest = max(n for n, _ in table)
+    baseline = min((o for o in table if o[0] == largest),
+                   key=lambda o: (o[1] != 'medium', _order(o[1], RAIN_RANGES)))
+    few = [o for o in table if o[0] <= FEW_BACKGROUNDS]
+    if largest <= FEW_BACKGROUNDS or not few:
       continue
-    counts = values.setdefault(key[0], {'objectives': 0, 'beat_E_R': 0, 'lose_E_B': 0})
+    base_e_r, base_e_b = table[baseline]
+    counts = values.setdefault(arch, {'objectives': 0, 'beat_E_R': 0, 'lose_E_B': 0,
+                                      'baselines': []})
     counts['objectives'] += len(few)
-    counts['beat_E_R'] += sum(l.mean > baseline.mean for l in few)
-    counts['lose_E_B'] += sum(backgrounds[key][l.n] > backgrounds[key][baseline.n]
-                              for l in few)
+    counts['beat_E_R'] += sum(table[o][0] > base_e_r for o in few)
+    counts['lose_E_B'] += sum(table[o][1] > base_e_b for o in few)
+    counts['baselines'].append(f'{category} N={baseline[0]} {baseline[1]}')
   if not values:
-    return _not_run(5, f'N <= {FEW_BACKGROUNDS} and a larger baseline N for some '
-                    'arch/category/range', excluded)
+    return _not_run(5, f'an objective with N <= {FEW_BACKGROUNDS} and a larger-N baseline '
+                    'for some arch/category', excluded)
   passed = all(c['beat_E_R'] == c['lose_E_B'] == c['objectives'] for c in values.values())
   statistic = '; '.join(f'{arch}: {c["beat_E_R"]}/{c["objectives"]} beat on E_R, '
-                        f'{c["lose_E_B"]}/{c["objectives"]} lose on E_B'
-                        for arch, c in values.items())
+                        f'{c["lose_E_B"]}/{c["objectives"]} lose on E_B (baseline '
+                        f'{", ".join(c["baselines"])})' for arch, c in values.items())
   return _verdict(5, PASS if passed else FAIL, statistic, values, excluded)
 
 
@@ -364,47 +384,62 @@ def _reference_range(rows: list[dict]) -> str:
   return counts.most_common(1)[0][0]
 
 
-def _new_figure(panels: int, title: str):
-  figure = Figure(figsize=(4.6 * max(panels, 1), 3.8), layout='constrained')
+def _new_figure(panels: int, title: str, columns: int = 3):
+  """An Agg figure with `panels` axes (at least one), `columns` to a row."""
+  panels = max(panels, 1)
+  rows, columns = -(-panels // columns), min(panels, columns)
+  figure = Figure(figsize=(max(7.0, 4.6 * columns), 3.8 * rows), layout='constrained')
   FigureCanvasAgg(figure)
   figure.suptitle(title)
-  return figure, figure.subplots(1, max(panels, 1), squeeze=False)[0]
+  axes = figure.subplots(rows, columns, squeeze=False).ravel()
+  for axis in axes[panels:]:
+    axis.set_visible(False)
+  return figure, axes[:panels]
 
 
-def _note(axis, text='not run'):
-  axis.text(0.5, 0.5, text, transform=axis.transAxes, ha='center', va='center',
-            wrap=True)
+def _mark_not_run(axis):
+  axis.text(0.5, 0.5, 'not run', transform=axis.transAxes, ha='center', va='center')
+  axis.set_xticks([])
+  axis.set_yticks([])
 
 
-def _plot(axis, levels: list[Level], label: str, normalise: bool = False):
+def _plot(axis, levels: list[Level], label: str, color: str, normalise: bool = False):
+  """One line: seed means with min-max bars, or the means min-max normalised."""
   ns = np.array([l.n for l in levels])
   means, lows, highs = (np.array([getattr(l, f) for l in levels])
                         for f in ('mean', 'low', 'high'))
   if normalise:
     span = means.max() - means.min()
-    axis.plot(ns, (means - means.min()) / span if span else means * 0, marker='o',
-              label=label)
+    axis.plot(ns, (means - means.min()) / span if span else np.zeros_like(means),
+              marker='o', label=label, color=color)
   else:
     axis.errorbar(ns, means, yerr=[means - lows, highs - means], marker='o', capsize=3,
-                  label=label)
+                  label=label, color=color)
+
+
+def _n_axis(axis, ns):
+  """A log2 x axis ticked at the Ns drawn."""
   axis.set_xscale('log', base=2)
-  axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+  axis.xaxis.set_minor_locator(ticker.NullLocator())
+  axis.set_xticks(ns, [str(n) for n in ns], rotation=45)
   axis.set_xlabel('N (background patches)')
   axis.legend(fontsize='small')
 
 
 def _panels(path, title: str, series: dict[str, dict[str, list[Level]]], ylabel: str,
-            normalise: bool = False) -> bool:
+            normalise: bool = False, columns: int = 3) -> bool:
   """One panel per outer key, a line per inner key; 'not run' when empty. Returns
   whether anything was drawn."""
-  figure, axes = _new_figure(len(series), title)
+  figure, axes = _new_figure(len(series), title, columns)
+  labels = list(dict.fromkeys(label for lines in series.values() for label in lines))
   if not series:
-    _note(axes[0])
+    _mark_not_run(axes[0])
   for axis, (panel, lines) in zip(axes, series.items()):
     axis.set_title(panel)
     axis.set_ylabel(ylabel)
     for label, levels in lines.items():
-      _plot(axis, levels, label, normalise)
+      _plot(axis, levels, label, f'C{labels.index(label) % 10}', normalise)
+    _n_axis(axis, sorted({l.n for levels in lines.values() for l in levels}))
   figure.savefig(path, dpi=100)
   return bool(series)
 
@@ -431,7 +466,7 @@ def _complexity_figure(path, stats: dict, skipped: dict) -> bool:
              yerr=[stats[c]['std'] for c in names], capsize=4)
     axis.set_ylabel('complexity (mean, std over patches)')
   else:
-    _note(axis)
+    _mark_not_run(axis)
   if skipped:
     axis.set_xlabel('skipped (cannot be loaded): ' + ', '.join(sorted(skipped)))
   figure.savefig(path, dpi=100)
@@ -450,13 +485,14 @@ def _draw_figures(report_dir, kept, rows, kind, reference_range, stats, skipped)
   cross = [r for r in rows if r['testset'] == cross_set and r['converged'] is not False
            and r['rain_range'] == reference_range]
   has_cross = any(r['category'] != 'natural' for r in cross)
-  cross_series = {}
+  cross_series = {}  # a row per arch: E_R, E_B
   if has_cross:
-    for metric in ('E_R', 'E_B'):
-      lines = curves(cross, metric, keys=('arch', 'category'))
-      cross_series[f'{metric} on {cross_set}'] = {
-          f'{arch} trained on {category}': levels
-          for (arch, category), levels in lines.items()}
+    by_metric = {m: _nest(curves(cross, m, keys=('arch', 'category'))) for m in ('E_R', 'E_B')}
+    for arch in by_metric['E_R']:
+      for metric, nested in by_metric.items():
+        cross_series[f'{arch}: {metric} on {cross_set}'] = {
+            f'trained on {category}': levels
+            for category, levels in nested.get(arch, {}).items()}
   path = lambda key: report_dir / FIGURES[key][0]
   return {
       '4': _panels(path('4'), FIGURES['4'][1] + suffix, by_arch('E_R'), 'E_R (0-255)'),
@@ -467,7 +503,8 @@ def _draw_figures(report_dir, kept, rows, kind, reference_range, stats, skipped)
                     'normalised E_R', normalise=True),
       '6b': _complexity_figure(path('6b'), stats, skipped),
       '7': _panels(path('7'), FIGURES['7'][1] + suffix, by_arch('E_B'), 'E_B (0-255)'),
-      '10': _panels(path('10'), FIGURES['10'][1] + suffix, cross_series, '0-255'),
+      '10': _panels(path('10'), FIGURES['10'][1] + suffix, cross_series, '0-255',
+                    columns=2),
   }
 
 
@@ -495,21 +532,18 @@ def _qualitative(points: list[Point], kept: list[dict], kind: str, report_dir) -
     if point.name in used:
       config = point.config
       groups[(config.get('arch'), point.category, config.get('rain_range'))].append(point)
+  num_patches = lambda p: p.config.get('num_patches')
   lines = []
   for key, members in sorted(groups.items()):
-    members.sort(key=lambda p: (p.config.get('num_patches'), p.config.get('seed'), p.name))
-    low = members[0]
-    high = min((p for p in members
-                if p.config.get('num_patches') == members[-1].config.get('num_patches')),
-               key=lambda p: (p.config.get('seed'), p.name))
+    members.sort(key=lambda p: (num_patches(p), p.config.get('seed'), p.name))
+    low = members[0]  # each end's lowest seed
+    high = next(p for p in members if num_patches(p) == num_patches(members[-1]))
     strips = [p.path / 'eval' / f'{p.category}_{kind}.png' for p in (low, high)]
-    if low.config.get('num_patches') == high.config.get('num_patches') or not all(
-        s.is_file() for s in strips):
+    if num_patches(low) == num_patches(high) or not all(s.is_file() for s in strips):
       continue
-    links = [f'![{p.name}]({os.path.relpath(s, report_dir)})' for p, s in zip((low, high),
-                                                                              strips)]
-    lines.append(f'| {_label(key)} | N = {low.config.get("num_patches")}: {links[0]} | '
-                 f'N = {high.config.get("num_patches")}: {links[1]} |')
+    cells = [f'N = {num_patches(p)}: ![{p.name}]({os.path.relpath(s, report_dir)})'
+             for p, s in zip((low, high), strips)]
+    lines.append(f'| {_label(key)} | {cells[0]} | {cells[1]} |')
   if not lines:
     return []
   return ['| group | smallest N | largest N |', '|---|---|---|', *lines]
@@ -546,9 +580,9 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
                 f'**{v["status"]}** |')
   text += ['', '## Figures', '']
   if figures_drawn is None:
-    text.append('Figures were not drawn (figures=False).')
-  for key, (name, title) in FIGURES.items():
-    if figures_drawn is not None:
+    text += ['Figures were not drawn (figures=False).', '']
+  else:
+    for key, (name, title) in FIGURES.items():
       note = '' if figures_drawn[key] else ' (not run)'
       text += [f'### {title}{note}', '', f'![{title}]({name})', '']
   skipped = result['complexity_skipped']
@@ -558,15 +592,22 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
   text += ['## Table 2', '', f'Test set `<category>_{kind}`.', '', table2(kept), '',
            '## Qualitative (rainy | output | clean)', '']
   text += _qualitative(points, kept, kind, report_dir) or ['_no strips_']
-  text += ['', '## Not run', '']
+  text += ['', '## NOT RUN', '']
   text += [f'- {p["point"]}: {p["reason"]}' for p in result['not_run']] or ['_none_']
-  text += ['', '## Not converged (train-set PSNR not above the identity\'s)', '']
-  text += [f'- {p["point"]}: train PSNR {p["psnr"]:.2f} <= identity {p["identity_psnr"]:.2f}'
-           for p in result['not_converged']] or ['_none_']
+  text += ['', '## NOT CONVERGED (excluded: train-set PSNR not above the identity\'s)', '']
+  text += [f'- {p["point"]}: train PSNR {p["psnr"]:.2f} <= identity '
+           f'{p["identity_psnr"]:.2f}' for p in result['not_converged']] or ['_none_']
   if result['unchecked']:
     text += ['', 'Convergence not checked (no train test set): ' +
              ', '.join(result['unchecked']) + '.']
   return '\n'.join(text) + '\n'
+
+
+def _gate(point: Point) -> dict:
+  """{'point', 'psnr', 'identity_psnr'} of a point's train set."""
+  result = point.evals[f'{point.category}_train']
+  return {'point': point.name, 'psnr': _metrics(result)['psnr'],
+          'identity_psnr': result['reference']['identity']['psnr']}
 
 
 def _finite(value):
@@ -584,9 +625,9 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   """Write OUT/report/ (see the module docstring) and return what it holds.
 
   test_rain: 'auto' (module docstring), or 'rain100L' / 'unseen' to force one.
-  Returns {'rows', 'num_points', 'verdicts', 'not_run', 'not_converged', 'unchecked', 'test_rain',
-  'reference_range', 'complexity', 'complexity_skipped', 'figures' (id -> path),
-  'empty_figures' (ids drawn as 'not run'), 'report'}."""
+  Returns {'rows', 'num_points', 'verdicts', 'not_run', 'not_converged', 'unchecked',
+  'test_rain', 'reference_range', 'complexity', 'complexity_skipped', 'figures' (id ->
+  path), 'empty_figures' (ids drawn as 'not run'), 'report' (path of report.md)}."""
   if test_rain not in ('auto', *TEST_RAINS):
     raise ValueError(f'test_rain must be auto, {" or ".join(TEST_RAINS)}; got {test_rain!r}.')
   out_dir = pathlib.Path(out_dir)
@@ -602,13 +643,10 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
               for p in points if p.name not in has_chosen]
   kept, _ = _partition(chosen)
   stats, skipped = _complexities(points)
-  failed = [p for p in points if p.converged is False]
   result = {
       'rows': rows, 'num_points': num_points, 'not_run': not_run, 'test_rain': kind,
       'reference_range': _reference_range(kept),
-      'not_converged': [{'point': p.name, 'psnr': _metrics(r)['psnr'],
-                         'identity_psnr': r['reference']['identity']['psnr']}
-                        for p in failed for r in [p.evals[f'{p.category}_train']]],
+      'not_converged': [_gate(p) for p in points if p.converged is False],
       'unchecked': [p.name for p in points if p.converged is None],
       'verdicts': [claim_falls(chosen), claim_collapse(chosen), claim_flattens(chosen),
                    claim_complexity(stats), claim_tradeoff(chosen)],

@@ -1,0 +1,62 @@
+"""The paper's grid and its named subsets, as lists of grid points.
+
+A grid point is exactly one `launch.py` run: `configs/grid.py:ARG` plus a few config
+overrides that every point of a study shares, so any scheduler can run points as
+independent jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+NUM_PATCHES = (8, 16, 32, 64, 128, 256, 512, 1024, 30000)
+# The paper's categories; `natural` stands in for DIV2K where DIV2K is not prepared.
+CATEGORIES = ('celeba', 'natural', 'manga109', 'urban100')
+FAMILIES = ('resnet', 'unet', 'swinir')
+RAIN_RANGES = ('small', 'medium', 'large')
+# Table 2's objectives: (N, rain range).
+TABLE2_OBJECTIVES = ((30000, 'medium'), (64, 'medium'), (512, 'large'), (256, 'large'),
+                     (128, 'large'))
+CLAIMS_PATCHES = (8, 32, 128, 512, 4096)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One grid point: its configs/grid.py argument and config overrides."""
+  arg: str
+  overrides: tuple[tuple[str, object], ...] = ()
+
+  @property
+  def name(self) -> str:
+    """A folder name that says what the point is."""
+    return re.sub(r'[^A-Za-z0-9.-]+', '_', self.arg.replace('=', '-')).strip('_')
+
+
+def _fig4_args():
+  return [f'{arch},medium,{n},category={c}' for arch in FAMILIES for c in CATEGORIES
+          for n in NUM_PATCHES]
+
+
+# Each grid: (its arguments, its default seeds, overrides shared by its points).
+GRIDS = {
+    'fig4': (_fig4_args, (0,), ()),
+    'fig5': (lambda: [f'resnet,{r},{n}' for r in RAIN_RANGES for n in NUM_PATCHES], (0,), ()),
+    'fig7': (_fig4_args, (0,), ()),
+    'fig10': (_fig4_args, (0,), (('eval.extra_categories', ('natural',)),)),
+    'table2': (lambda: [f'{arch},{r},{n}' for arch in ('resnet', 'spdnet', 'rcdnet')
+                        for n, r in TABLE2_OBJECTIVES], (0,), ()),
+    'claims': (lambda: [f'resnet,medium,{n},category={c}' for c in ('natural', 'urban100')
+                        for n in CLAIMS_PATCHES], (0, 1, 2), ()),
+    'smoke': (lambda: [f'{arch},medium,{n}' for arch in ('resnet', 'unet') for n in (8, 64)],
+              (0,), ()),
+}
+
+
+def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
+  """The points of the named grid at `scale`; `seeds` replaces the grid's own seeds."""
+  if name not in GRIDS:
+    raise ValueError(f'Unknown grid {name!r}: choose one of {", ".join(GRIDS)}.')
+  args, default_seeds, overrides = GRIDS[name]
+  return [Point(f'{arg},scale={scale},seed={seed}', overrides)
+          for arg in args() for seed in (seeds or default_seeds)]
