@@ -5,7 +5,7 @@
 
 ARCH: a registered architecture; RAIN_RANGE: small | medium | large (Table 1); N: the
 number of background patches. Keys: category (natural, a folder of images, or a name
-under data_dir/backgrounds/), scale (paper | cpu | smoke), seed.
+under data_dir/backgrounds/), scale (paper | cpu-long | cpu | smoke), seed.
 Every field can then be overridden with --config.FIELD=value. Defaults are the paper's
 training recipe; `scale` shrinks steps, patches, width and batch for small machines.
 """
@@ -39,21 +39,29 @@ MODELS = {
                'cpu': dict(n_feats=8, n_resblocks=1),
                'smoke': dict(n_feats=4, n_resblocks=1)},
 }
+for _sizes in MODELS.values():
+  _sizes['cpu-long'] = _sizes['cpu']  # cpu-long trains the cpu models for longer
 ARCHS = tuple(MODELS)
 RAIN_RANGES = ('small', 'medium', 'large')
 KEYS = ('category', 'scale', 'seed')
 
-# Per scale: patch size, batch, steps, logging/checkpoint cadence and the held-out test
-# set's size. `paper` is the paper's recipe.
+# Per scale: patch size, batch, steps, learning rate, logging/checkpoint cadence and the
+# held-out test set's size. `paper` is the paper's recipe. The small rungs were fixed
+# before any verdict was computed: `cpu` fits the claims grid (30 points) in 2 hours on a
+# 2-core CPU (4,000 steps of 0.047 s plus about 10 s of start-up and evaluation a point),
+# `cpu-long` in about 3 hours. Their learning rate is the best final training loss of
+# {2e-4, 1e-3, 2e-3} on resnet,medium,4096,scale=cpu at 4,000 steps (0.031, 0.020, 0.018).
 SCALES = {
-    'paper': dict(patch_size=128, batch_size=16, total_steps=250_000, log_every=100,
-                  checkpoint_every=5_000, eval_images=100, eval_size=128),
-    # The main job on a 2-core CPU: at most 10 minutes for training and evaluation.
-    'cpu': dict(patch_size=64, batch_size=8, total_steps=8_000, log_every=250,
-                checkpoint_every=2_000, eval_images=32, eval_size=128),
+    'paper': dict(patch_size=128, batch_size=16, total_steps=250_000, learning_rate=2e-4,
+                  log_every=100, checkpoint_every=5_000, eval_images=100, eval_size=128),
+    'cpu-long': dict(patch_size=64, batch_size=8, total_steps=7_000, learning_rate=2e-3,
+                     log_every=250, checkpoint_every=1_000, eval_images=32, eval_size=128),
+    # The main job on a 2-core CPU: about 4 minutes for training and evaluation.
+    'cpu': dict(patch_size=64, batch_size=8, total_steps=4_000, learning_rate=2e-3,
+                log_every=250, checkpoint_every=1_000, eval_images=32, eval_size=128),
     # Pipeline checks in tests: about a minute at most.
-    'smoke': dict(patch_size=32, batch_size=8, total_steps=40, log_every=10,
-                  checkpoint_every=10, eval_images=4, eval_size=64),
+    'smoke': dict(patch_size=32, batch_size=8, total_steps=40, learning_rate=2e-4,
+                  log_every=10, checkpoint_every=10, eval_images=4, eval_size=64),
 }
 
 
@@ -125,7 +133,7 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   # Optimisation: L1 loss; Adam; cosine annealing over all steps.
   config.batch_size = scale['batch_size']
   config.total_steps = scale['total_steps']
-  config.learning_rate = 2e-4
+  config.learning_rate = scale['learning_rate']
   config.final_learning_rate = 0.0
   config.b1 = 0.9
   config.b2 = 0.99

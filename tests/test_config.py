@@ -24,6 +24,15 @@ def test_options_and_scales():
   assert smoke.num_patches == 30000 and smoke.patch_size < config.patch_size
 
 
+def test_cpu_long_trains_the_cpu_models_for_longer():
+  for arch in grid.ARCHS:
+    cpu = grid.get_config(f'{arch},medium,64,scale=cpu')
+    long = grid.get_config(f'{arch},medium,64,scale=cpu-long')
+    assert dict(long.model) == dict(cpu.model) and long.scale == 'cpu-long'
+    assert long.total_steps > cpu.total_steps
+    assert (long.patch_size, long.batch_size) == (cpu.patch_size, cpu.batch_size)
+
+
 @pytest.mark.parametrize('arg, problem', [
     ('vgg,medium,64', "unknown arch 'vgg'"),
     ('resnet,heavy,64', "unknown rain range 'heavy'"),
@@ -41,5 +50,5 @@ def test_bad_arguments_name_the_problem_and_the_choices(arg, problem):
     grid.get_config(arg)
   message = str(error.value)
   assert problem in message
-  for choice in (*grid.ARCHS, 'small, medium, large', 'paper, cpu, smoke'):
+  for choice in (*grid.ARCHS, 'small, medium, large', 'paper, cpu-long, cpu, smoke'):
     assert choice in message

@@ -17,12 +17,13 @@ cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
 import numpy as np  # pylint: disable=g-import-not-at-top
 from absl import app, flags
 
+from configs import grid as grid_config
 from jaxderain import console
 from jaxderain.data import ImageError, background_set, load_category
 from jaxderain.study import complexity, grids, sweep
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRIDS), 'Named grid.')
-_SCALE = flags.DEFINE_enum('scale', 'cpu', ['paper', 'cpu', 'smoke'], 'Scale of every point.')
+_SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES), 'Scale of every point.')
 _SEEDS = flags.DEFINE_list('seeds', None, "Seeds (default: the grid's own).")
 _OUT = flags.DEFINE_string('out', None, 'Study folder (points/, report/).')
 _PRINT = flags.DEFINE_bool('print_commands', False, 'Print one command per point instead '

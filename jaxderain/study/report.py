@@ -94,6 +94,7 @@ class Point:
   path: pathlib.Path
   config: dict
   evals: dict[str, dict]
+  seconds: float | None = None  # training + eval wall time, from the sweep's done.json
 
   @property
   def category(self) -> str:
@@ -141,8 +142,10 @@ def load_points(out_dir) -> tuple[list[Point], list[dict]]:
     except ValueError as error:
       not_run.append({'point': path.name, 'reason': str(error)})
       continue
+    done = path / 'done.json'
+    seconds = _read_json(done).get('seconds') if done.is_file() else None
     if evals:
-      points.append(Point(path.name, path, config, evals))
+      points.append(Point(path.name, path, config, evals, seconds))
     else:
       not_run.append({'point': path.name, 'reason': 'no eval results'})
   return points, not_run
@@ -571,6 +574,7 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
       'figures, Table 2 and the verdicts.',
       f'Scales: {", ".join(scales) or "-"}' + (' (mixed: curves pool them)'
                                                if len(scales) > 1 else '') + '.',
+      _compute_line(points),
       '', '## Verdicts', '', '| claim | statement | statistic | status |',
       '|---|---|---|---|']
   for v in result['verdicts']:
@@ -601,6 +605,15 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
     text += ['', 'Convergence not checked (no train test set): ' +
              ', '.join(result['unchecked']) + '.']
   return '\n'.join(text) + '\n'
+
+
+def _compute_line(points: list[Point]) -> str:
+  """Training + eval wall time summed over the points the sweep timed (done.json)."""
+  seconds = [p.seconds for p in points if p.seconds is not None]
+  if not seconds:
+    return 'Compute: no point was timed by the sweep.'
+  return (f'Compute: {sum(seconds) / 60:.1f} min of training and evaluation over '
+          f'{len(seconds)} timed points ({sum(seconds) / len(seconds):.0f} s a point).')
 
 
 def _gate(point: Point) -> dict:
