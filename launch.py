@@ -17,12 +17,16 @@ from ml_collections import config_flags
 
 from jaxderain import console, experiment
 from jaxderain.data import ImageError
+from jaxderain.train.checkpoints import CheckpointError
+from jaxderain.train.loop import PREEMPTED_EXIT_CODE, NonFiniteError, Preempted
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and eval.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Train, or evaluate the '
                           'latest checkpoint of --workdir.')
+_ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False, 'Continue (or evaluate) a '
+                                   'workdir trained with different training fields.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -44,11 +48,13 @@ def main(argv):
   console.quiet_library_logs()
   logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), _FAST_FLAG)
   try:
-    if _MODE.value == 'train':
-      experiment.train(_CONFIG.value, _WORKDIR.value)
-    else:
-      experiment.evaluate(_CONFIG.value, _WORKDIR.value)
-  except (experiment.ConfigError, ImageError, FileNotFoundError) as error:
+    run = experiment.train if _MODE.value == 'train' else experiment.evaluate
+    run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+  except Preempted as stop:
+    print(f'jaxderain: {stop}', file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
+  except (experiment.ConfigError, ImageError, FileNotFoundError, CheckpointError,
+          NonFiniteError) as error:
     sys.exit(f'error: {error}')
 
 

@@ -16,13 +16,12 @@ import pathlib
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
 from jaxderain import experiment, models
-from jaxderain.train import loop
+from jaxderain.train import checkpoints
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N',
                                           lock_config=True)
@@ -79,9 +78,9 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
                           '--workdir for the converted model.')
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'config.json').write_text(config.to_json(indent=1))
-  manager = loop.checkpoint_manager(workdir)
-  manager.save(0, args=ocp.args.StandardSave(state), force=True)
-  manager.wait_until_finished()
+  manager = checkpoints.checkpoint_manager(workdir)
+  checkpoints.save(manager, 0, state)
+  checkpoints.wait(manager, 0)
   return workdir / 'checkpoints' / '0'
 
 

@@ -10,13 +10,14 @@ import logging
 import pathlib
 
 import jax
+import ml_collections
 import numpy as np
 from flax import nnx
 
 from jaxderain import data, models, rain
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
-from jaxderain.train import loop
+from jaxderain.train import checkpoints, loop
 from jaxderain.train.step import init_state, make_optimizer, make_train_step
 
 
@@ -94,12 +95,63 @@ def build_training(config):
   return state, step, backgrounds
 
 
-def train(config, workdir: str):
-  """Train the grid point into WORKDIR (resuming if it holds checkpoints)."""
+# Fields that do not change what a run trains: a workdir may be resumed or evaluated
+# with other values.
+NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints')
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def config_changes(config, workdir) -> list[str]:
+  """'field: recorded -> given' for each training field of `config` that differs from
+  WORKDIR/config.json (none if the workdir records no config)."""
+  recorded = pathlib.Path(workdir) / 'config.json'
+  if not recorded.is_file():
+    return []
+  try:
+    before = _flat(json.loads(recorded.read_text()))
+  except ValueError:
+    raise ConfigError(f'{recorded} is not valid JSON: restore it, or move the workdir '
+                      'away to start afresh.') from None
+  now = _flat(json.loads(config.to_json()))
+  return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
+          for k in sorted(set(before) | set(now))
+          if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]
+
+
+def check_workdir_config(config, workdir, allow_change: bool = False) -> None:
+  """Refuse a config whose training fields differ from the one WORKDIR was trained with."""
+  changes = config_changes(config, workdir)
+  if not changes:
+    return
+  if allow_change:
+    logging.warning('Continuing %s with a changed config: %s', workdir, '; '.join(changes))
+    return
+  raise ConfigError(
+      f'{workdir} was trained with a different config ({"; ".join(changes)}): use a new '
+      '--workdir, the recorded config (WORKDIR/config.json), or pass --allow_config_change '
+      'to continue this run with the new values on purpose.')
+
+
+def train(config, workdir: str, allow_config_change: bool = False):
+  """Train the grid point into WORKDIR (resuming if it holds checkpoints). A workdir
+  trained with other training fields is refused unless `allow_config_change`."""
+  check_workdir_config(config, workdir, allow_config_change)
   state, step, backgrounds = build_training(config)
+  checkpoints.check_writable(workdir, state, config.keep_checkpoints)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json(indent=1))
+  recorded = workdir / 'config.json'
+  if recorded.is_file() and config_changes(config, workdir):
+    recorded.replace(workdir / f'config.before-step-{_latest_step(workdir)}.json')
+  recorded.write_text(config.to_json(indent=1))
   return loop.fit(state, step, backgrounds, workdir=str(workdir),
                   total_steps=config.total_steps, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every,
@@ -157,22 +209,27 @@ def test_sets(config) -> list[data.TestSet]:
   return sets
 
 
-def evaluate(config, workdir: str) -> dict[str, dict]:
+def _latest_step(workdir) -> int | None:
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  return checkpoints.checkpoint_manager(workdir).latest_step() if folder.is_dir() else None
+
+
+def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png."""
-  checkpoints = pathlib.Path(workdir) / 'checkpoints'
-  if not checkpoints.is_dir() or loop.checkpoint_manager(workdir).latest_step() is None:
+  if _latest_step(workdir) is None:
     raise FileNotFoundError(
-        f'No checkpoint in {checkpoints}: train this grid point '
+        f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
+  check_workdir_config(config, workdir, allow_config_change)
   architecture, graphdef, template, _ = state_template(config)
-  manager = loop.checkpoint_manager(workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   predict = make_predict(graphdef, architecture.image)
   sets = test_sets(config)
   steps = sorted(manager.all_steps())[-max(1, config.eval.average_last):]
   earlier = []
   for step in steps:
-    state = loop.restore(manager, template, step)
+    state = checkpoints.restore(manager, template, step)
     results = evaluate_sets(predict, state.params, state.model_state, sets, step=step,
                             threshold=config.eval.rain_threshold, earlier=earlier,
                             outdir=(pathlib.Path(workdir) / 'eval' if step == steps[-1]
@@ -184,3 +241,25 @@ def evaluate(config, workdir: str) -> dict[str, dict]:
                                    **{k: round(result[k], 4) for k in
                                       ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')}}))
   return results
+
+
+def restore_predictor(workdir):
+  """(predict, step) of WORKDIR's latest checkpoint, the model built from the config the
+  run recorded: predict maps (B, H, W, 3) rainy images in [0, 1] to derained ones."""
+  workdir = pathlib.Path(workdir)
+  recorded = workdir / 'config.json'
+  if not recorded.is_file():
+    raise FileNotFoundError(f'{recorded} does not exist: pass the --workdir of a trained '
+                            'run (launch.py) or of a converted model (jaxderain.convert).')
+  try:
+    config = ml_collections.ConfigDict(json.loads(recorded.read_text()))
+  except ValueError:
+    raise ConfigError(f'{recorded} is not valid JSON: restore it from the run that '
+                      'wrote it.') from None
+  architecture, graphdef, template, _ = state_template(config)
+  manager = checkpoints.checkpoint_manager(workdir)
+  state = checkpoints.restore(manager, template)
+  if state is None:
+    raise FileNotFoundError(f'No checkpoint in {workdir / "checkpoints"}: train it first.')
+  predict = make_predict(graphdef, architecture.image)
+  return (lambda tiles: predict(state.params, state.model_state, tiles)), int(state.step)

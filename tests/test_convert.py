@@ -46,7 +46,7 @@ def test_official_weights_convert_and_evaluate(tmp_path, arch):
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from configs import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import experiment, models  # pylint: disable=g-import-not-at-top
-  from jaxderain.train import loop  # pylint: disable=g-import-not-at-top
+  from jaxderain.train import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = grid.get_config(f'{arch},medium,8,scale=smoke')
   state = official_state(arch, dict(config.model))
@@ -62,7 +62,7 @@ def test_official_weights_convert_and_evaluate(tmp_path, arch):
   _, graphdef, template, _ = experiment.state_template(config)
   expected = nnx.merge(graphdef, template.params, template.model_state)
   models.get(arch).convert_torch(state, expected)
-  restored = loop.restore(loop.checkpoint_manager(workdir), template)
+  restored = checkpoints.restore(checkpoints.checkpoint_manager(workdir), template)
   for a, b in zip(jax.tree.leaves(nnx.state(expected, nnx.Param)),
                   jax.tree.leaves(restored.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -171,12 +171,12 @@ def test_every_arch_trains_and_evaluates(tmp_path, arch):
 
 
 def test_batch_statistics_are_trained_saved_and_restored(tmp_path):
-  from jaxderain.train import loop  # pylint: disable=g-import-not-at-top
+  from jaxderain.train import checkpoints  # pylint: disable=g-import-not-at-top
   config = grid.get_config('rcdnet,medium,16,scale=smoke')
   config.total_steps, config.checkpoint_every = 4, 4
   state, _ = experiment.train(config, str(tmp_path))
   _, _, template, _ = experiment.state_template(config)
-  restored = loop.restore(loop.checkpoint_manager(tmp_path), template)
+  restored = checkpoints.restore(checkpoints.checkpoint_manager(tmp_path), template)
   stats = lambda s: [np.asarray(x) for x in jax.tree.leaves(s.model_state)]
   assert stats(template)  # the model has BatchNorm statistics
   assert any(not np.allclose(a, b) for a, b in zip(stats(template), stats(state)))

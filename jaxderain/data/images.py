@@ -4,10 +4,12 @@ Conversions (documented, applied silently): greyscale and palette images are exp
 RGB; an alpha channel is dropped (the colour values are kept as stored); 16-bit images are
 scaled to 8 bits (round(v / 257)); CMYK JPEGs are converted by PIL's
 CMYK->RGB; JPEG EXIF orientation is applied so the array is upright as viewers show it.
+Photos to derain (read_photo / write_photo) keep their alpha, greyscale and 16-bit depth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pathlib
@@ -24,6 +26,11 @@ class ImageError(ValueError):
 
 def load_image(path) -> np.ndarray:
   """An image file as uint8 (H, W, 3) RGB."""
+  return _to_rgb8(_open_upright(path))
+
+
+def _open_upright(path) -> Image.Image:
+  """The decoded, upright (EXIF-oriented) PIL image of a file; ImageError for a bad file."""
   path = pathlib.Path(path)
   if path.is_dir():
     raise ImageError(f'{path} is a directory, not an image file: pass the image inside it '
@@ -37,11 +44,52 @@ def load_image(path) -> np.ndarray:
     raise ImageError(f'{path} is empty (0 bytes): remove or replace it.')
   try:
     with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image)
-      return _to_rgb8(image)
+      image.load()
+      return ImageOps.exif_transpose(image)
   except (UnidentifiedImageError, OSError, SyntaxError) as error:
     raise ImageError(f'{path} is not a readable image ({error}): it may be truncated or '
                      'not an image at all; remove or replace it.') from None
+
+
+@dataclasses.dataclass
+class Photo:
+  """A photo to derain: rgb float32 (H, W, 3) in [0, 1], and what writing it back
+  needs: alpha float32 (H, W) or None, greyscale, and 8 or 16 bits per channel."""
+  rgb: np.ndarray
+  alpha: np.ndarray | None
+  greyscale: bool
+  bits: int
+
+
+def read_photo(path) -> Photo:
+  """Any common image file as a Photo (EXIF orientation applied; palette expanded;
+  16-bit greyscale kept at 16 bits, other 16-bit images read at 8 bits by PIL)."""
+  image = _open_upright(path)
+  alpha = None
+  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+    alpha = np.asarray(image.convert('RGBA'), np.float32)[..., 3] / 255.0
+  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+    grey = np.asarray(image, np.float64)
+    top = 65535.0 if image.mode.startswith('I;16') or grey.max() > 255 else 255.0
+    grey = np.clip(grey / top, 0, 1).astype(np.float32)
+    return Photo(np.repeat(grey[..., None], 3, -1), alpha, True, 16 if top > 255 else 8)
+  greyscale = image.mode in ('1', 'L', 'LA', 'F')
+  return Photo(_to_rgb8(image).astype(np.float32) / 255.0, alpha, greyscale, 8)
+
+
+def write_photo(path, rgb: np.ndarray, like: Photo) -> None:
+  """Write float (H, W, 3) `rgb` in [0, 1] as a PNG shaped like `like`: greyscale as the
+  channel mean, its alpha kept, 16-bit greyscale at 16 bits."""
+  rgb = np.clip(rgb, 0.0, 1.0)
+  if like.greyscale and like.bits == 16 and like.alpha is None:
+    grey = np.round(rgb.mean(-1) * 65535.0).astype(np.uint16)
+    Image.fromarray(grey).save(path)
+    return
+  channels = [rgb.mean(-1, keepdims=True)] if like.greyscale else [rgb]
+  if like.alpha is not None:
+    channels.append(like.alpha[..., None])
+  array = np.round(np.concatenate(channels, -1) * 255.0).astype(np.uint8)
+  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(path)
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:

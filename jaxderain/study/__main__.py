@@ -21,6 +21,7 @@ from configs import grid as grid_config
 from jaxderain import console
 from jaxderain.data import ImageError, background_set, load_category
 from jaxderain.study import complexity, grids, sweep
+from jaxderain.train.loop import PREEMPTED_EXIT_CODE, Preempted
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRIDS), 'Named grid.')
 _SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES), 'Scale of every point.')
@@ -52,7 +53,11 @@ def main(argv):
     if _PRINT.value:
       print('\n'.join(sweep.commands(points, _require_out())))
       return
-    summary = sweep.run(points, _require_out())
+    try:
+      summary = sweep.run(points, _require_out())
+    except Preempted as stop:
+      print(f'jaxderain: {stop}', file=sys.stderr)
+      sys.exit(PREEMPTED_EXIT_CODE)
     print(json.dumps({**summary, 'failed': sorted(summary['failed'])}))
     if summary['failed']:
       sys.exit(f'error: {len(summary["failed"])} point(s) failed; reasons in '

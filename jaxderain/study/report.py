@@ -575,6 +575,8 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
       f'Scales: {", ".join(scales) or "-"}' + (' (mixed: curves pool them)'
                                                if len(scales) > 1 else '') + '.',
       _compute_line(points),
+      *(['**Scale smoke checks the pipeline only: its verdicts carry no evidence.**']
+        if scales == ['smoke'] else []),
       '', '## Verdicts', '', '| claim | statement | statistic | status |',
       '|---|---|---|---|']
   for v in result['verdicts']:

@@ -19,6 +19,7 @@ from configs import grid as grid_config
 from jaxderain import experiment
 from jaxderain.data import ImageError
 from jaxderain.study.grids import Point
+from jaxderain.train.loop import NonFiniteError
 
 # Every study point evaluates its last three checkpoints, saved at 80, 90 and 100% of
 # training, so metrics are means over the end of training rather than one checkpoint.
@@ -62,8 +63,9 @@ def commands(points: list[Point], out) -> list[str]:
 def run(points: list[Point], out) -> dict:
   """Train and evaluate every point not done yet; returns {'done', 'skipped', 'failed'}.
 
-  A point whose data cannot be used (e.g. a category that is not available) is reported
-  and the sweep goes on; its name and reason are in OUT/failures.json."""
+  A point that cannot run (e.g. a category that is not available, a diverging loss) is
+  reported and the sweep goes on; its name and reason are in OUT/failures.json. SIGTERM
+  checkpoints the running point and raises loop.Preempted; rerunning resumes there."""
   out = pathlib.Path(out)
   todo = [p for p in points if not (out / 'points' / p.name / 'done.json').exists()]
   logging.info('Sweep: %d points, %d already done, %d to run.', len(points),
@@ -76,7 +78,7 @@ def run(points: list[Point], out) -> dict:
       config = point_config(point)
       experiment.train(config, str(workdir))
       experiment.evaluate(config, str(workdir))
-    except (ValueError, ImageError, FileNotFoundError) as error:
+    except (ValueError, ImageError, FileNotFoundError, NonFiniteError) as error:
       failures[point.name] = str(error)
       logging.error('Point %s failed: %s', point.name, error)
       continue

@@ -1,42 +1,78 @@
 """The train loop: resume from the latest checkpoint, step, log with clu, checkpoint with
-orbax under WORKDIR/checkpoints."""
+orbax under WORKDIR/checkpoints (jaxderain/train/checkpoints.py), stop cleanly on
+SIGTERM and on a non-finite loss."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import pathlib
+import signal
+import threading
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from clu import metric_writers, periodic_actions
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxderain.train import checkpoints
 from jaxderain.train.step import TrainState
-
-
-def checkpoint_manager(workdir, save_every: int | None = None,
-                       keep: int | None = None) -> ocp.CheckpointManager:
-  """The orbax manager of WORKDIR/checkpoints (atomic saves; the last `keep` kept)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every,
-                                         create=True)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints',
-                               options=options)
-
-
-def restore(manager: ocp.CheckpointManager, template: TrainState, step: int | None = None):
-  """The checkpointed TrainState at `step` (default: latest), laid out like `template`;
-  None if the manager holds no checkpoint."""
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    return None
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
 def replicate(tree, mesh: jax.sharding.Mesh):
   """Place every array of `tree` on all devices of `mesh`."""
   return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+# A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
+PREEMPTED_EXIT_CODE = 143
+
+
+class Preempted(Exception):
+  """SIGTERM arrived: the state was checkpointed at `step`; rerunning resumes there."""
+
+  def __init__(self, step: int, workdir: str):
+    super().__init__(f'stopped by SIGTERM at step {step}; a checkpoint of that step is in '
+                     f'{workdir}/checkpoints. Rerun the same command to resume.')
+    self.step = step
+
+
+class NonFiniteError(RuntimeError):
+  """The loss or the gradients stopped being finite; nothing after the last good
+  checkpoint was saved."""
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+  """Within the block, SIGTERM sets the returned Event instead of killing the process."""
+  stop = threading.Event()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop  # signal handlers can only be installed from the main thread
+    return
+  previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+# The metrics checked for finiteness, and what they say about the run.
+WATCHED = {'loss': 'the loss', 'grad_norm': 'the gradients'}
+
+
+def check_finite(logged: list[tuple[int, dict]], last_good: int | None) -> None:
+  """Raise NonFiniteError at the first (step, metrics) with a non-finite WATCHED value;
+  `last_good` is the step of the last checkpoint saved."""
+  for step, metrics in logged:
+    bad = [name for name in WATCHED if not np.isfinite(metrics[name])]
+    if bad:
+      values = ', '.join(f'{name}={float(metrics[name])}' for name in bad)
+      kept = 'none' if last_good is None else f'step {last_good}'
+      raise NonFiniteError(
+          f'{" and ".join(WATCHED[name] for name in bad)} became non-finite at step {step} '
+          f'({values}); training stopped and nothing after it was saved (last good '
+          f'checkpoint: {kept}). The run is deterministic, so resuming repeats it: lower '
+          '--config.learning_rate or check the background images, and train into a new '
+          '--workdir.')
 
 
 def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
@@ -47,9 +83,11 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   state: the step-0 state (also the layout for restoring). backgrounds: uint8
   (N, P, P, 3), put on every device once. Returns the final state and the logged
   train metrics of this call, [{'step': s, 'loss': mean since the last log, ...}].
+  The loss and gradient norm are checked before every checkpoint and log (NonFiniteError);
+  SIGTERM checkpoints the current step and raises Preempted.
   """
-  manager = checkpoint_manager(workdir, checkpoint_every, keep_checkpoints)
-  restored = restore(manager, state)
+  manager = checkpoints.checkpoint_manager(workdir, keep_checkpoints)
+  restored = checkpoints.restore(manager, state)
   if restored is not None:
     logging.info('Resuming from checkpoint at step %d.', int(restored.step))
     state = restored
@@ -61,20 +99,31 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=log_every)
   step = int(state.step)
+  last_saved = manager.latest_step()
   pending, history = [], []
-  while step < total_steps:
-    state, metrics = train_step(state, backgrounds)
-    step += 1
-    pending.append(metrics)
-    progress(step)
-    if step % log_every == 0 or step == total_steps:
-      summary = jax.tree.map(lambda *m: float(np.mean(m)), *jax.device_get(pending))
-      writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
-      history.append({'step': step, **summary})
-      pending = []
-    manager.save(step, args=ocp.args.StandardSave(state), force=step == total_steps)
-  if manager.latest_step() != step:
-    manager.save(step, args=ocp.args.StandardSave(state), force=True)
-  manager.wait_until_finished()
+  with sigterm_flag() as sigterm, checkpoints.finish_saves_on_error(manager):
+    while step < total_steps:
+      state, metrics = train_step(state, backgrounds)
+      step += 1
+      pending.append((step, metrics))
+      progress(step)
+      save_now = step % checkpoint_every == 0 or step == total_steps or sigterm.is_set()
+      if step % log_every and not save_now:
+        continue
+      pending = [(s, jax.device_get(m)) for s, m in pending]
+      check_finite(pending, last_saved)
+      if step % log_every == 0 or step == total_steps:
+        summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in pending])
+        writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+        history.append({'step': step, **summary})
+        pending = []
+      if save_now:
+        checkpoints.save(manager, step, state)
+        last_saved = step
+      if sigterm.is_set():
+        checkpoints.wait(manager, step)
+        writer.flush()
+        raise Preempted(step, workdir)
+    checkpoints.wait(manager, step)
   writer.flush()
   return state, history

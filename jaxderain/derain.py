@@ -1,0 +1,60 @@
+"""Derain real photos with a trained model.
+
+  python -m jaxderain.derain --workdir=runs/demo --input=photo.jpg --output=derained/
+  python -m jaxderain.derain --workdir=runs/demo --input=photos/ --output=derained/
+
+Restores the latest checkpoint of WORKDIR (built from WORKDIR/config.json) and writes
+OUTPUT/<input stem>.png for each image: any size (overlapping tiles, bounded memory), any
+common format (EXIF orientation applied; greyscale, alpha and 16-bit greyscale kept). A
+file that is not a usable image is reported by name and skipped (--strict stops instead).
+"""
+
+from jaxderain import cpu_flags
+
+cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+
+import json  # pylint: disable=g-import-not-at-top
+import logging
+import sys
+
+from absl import app, flags
+
+from jaxderain import console, experiment
+from jaxderain.data import ImageError
+from jaxderain.eval.photos import derain_files, plan
+from jaxderain.train import checkpoints
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run (launch.py --workdir).')
+_INPUT = flags.DEFINE_string('input', None, 'An image file, or a folder of them.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Folder for the derained PNGs.')
+_TILE = flags.DEFINE_integer('tile', 256, 'Tile side in pixels (a multiple of 32).')
+_OVERLAP = flags.DEFINE_integer('overlap', 32, 'Overlap of neighbouring tiles in pixels.')
+_BATCH = flags.DEFINE_integer('batch', 4, 'Tiles per model call (memory grows with it).')
+_STRICT = flags.DEFINE_bool('strict', False, 'Stop at the first bad image file.')
+flags.mark_flags_as_required(['workdir', 'input', 'output'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  console.quiet_library_logs()
+  if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
+    sys.exit(f'error: --tile must be a positive multiple of 32 and --overlap in [0, tile/2); '
+             f'got tile={_TILE.value}, overlap={_OVERLAP.value}.')
+  try:
+    pairs = plan(_INPUT.value, _OUTPUT.value)
+    predict, step = experiment.restore_predictor(_WORKDIR.value)
+    logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
+    summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
+                           _STRICT.value)
+  except (ImageError, FileNotFoundError, checkpoints.CheckpointError,
+          experiment.ConfigError) as error:
+    sys.exit(f'error: {error}')
+  print(json.dumps({'step': step, 'written': len(summary['written']),
+                    'skipped': summary['skipped'], 'output': _OUTPUT.value}))
+  if not summary['written']:
+    sys.exit('error: no image could be derained (see the skipped files above).')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,142 @@
+"""Checkpoints of a TrainState under WORKDIR/checkpoints, with orbax.
+
+Each checkpoint holds the state (orbax's standard format: arrays and JSON metadata, never
+pickles) and a SHA-256 fingerprint of its arrays, written together. Orbax writes a step
+into a temporary folder and renames it when complete, so a save killed mid-write is never
+listed; a restore recomputes the fingerprint, so flipped or truncated bytes give an error
+instead of a silently different model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import pathlib
+import shutil
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be written or restored; the message names it and the fix."""
+
+
+def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
+  """The orbax manager of WORKDIR/checkpoints (atomic saves; the last `keep` kept)."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints',
+                               options=options)
+
+
+def fingerprint(state) -> str:
+  """SHA-256 over every array of `state` (tree order, dtype, shape and bytes)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(jax.device_get(state)):
+    leaf = np.ascontiguousarray(leaf)
+    digest.update(f'{leaf.dtype}{leaf.shape}'.encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()
+
+
+def save(manager: ocp.CheckpointManager, step: int, state) -> None:
+  """Save `state` as checkpoint `step` (asynchronously: see `wait`).
+
+  Raises CheckpointError (naming the last good checkpoint) if the write fails."""
+  args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                            fingerprint=ocp.args.JsonSave({'sha256': fingerprint(state)}))
+  try:
+    manager.save(step, args=args, force=True)
+  except Exception as error:  # orbax and tensorstore raise many types  # pylint: disable=broad-except
+    raise _save_error(manager, step, error) from error
+
+
+def wait(manager: ocp.CheckpointManager, step: int) -> None:
+  """Wait for pending (asynchronous) saves; a failed one raises CheckpointError."""
+  try:
+    manager.wait_until_finished()
+  except Exception as error:  # pylint: disable=broad-except
+    raise _save_error(manager, step, error) from error
+
+
+@contextlib.contextmanager
+def finish_saves_on_error(manager: ocp.CheckpointManager):
+  """On any exception in the block, let saves already started complete (so the last
+  good checkpoint is on disk when the process exits), then re-raise it."""
+  try:
+    yield
+  except BaseException:
+    _finish_quietly(manager)
+    raise
+
+
+def _finish_quietly(manager) -> None:
+  try:
+    manager.wait_until_finished()
+  except Exception:  # the failure being reported already; pylint: disable=broad-except
+    pass
+
+
+def _save_error(manager, step, error) -> CheckpointError:
+  _finish_quietly(manager)
+  good = [s for s in manager.all_steps(read=True) if s != step]
+  last = f'step {max(good)}' if good else 'none'
+  return CheckpointError(
+      f'saving the checkpoint of step {step} in {manager.directory} failed '
+      f'({type(error).__name__}: {_first_line(error)}). The last good checkpoint is {last}; '
+      'free disk space or fix the folder, then rerun the same command to resume.')
+
+
+def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
+  """The checkpointed TrainState at `step` (default: latest), laid out like `template`;
+  None if the manager holds no checkpoint. Raises CheckpointError for a checkpoint that
+  is corrupt or was written for another model or config."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+  folder = pathlib.Path(manager.directory) / str(step)
+  try:
+    if (folder / 'default').is_dir():  # written before fingerprints: nothing to check
+      logging.warning('Checkpoint %s has no fingerprint; restoring it unchecked.', folder)
+      return ocp.StandardCheckpointer().restore(folder / 'default', abstract)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), fingerprint=ocp.args.JsonRestore()))
+  except Exception as error:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f'the checkpoint {folder} cannot be restored for this config '
+        f'({type(error).__name__}: {_first_line(error)}). It is truncated, or it was written '
+        'by another architecture or model size: evaluate it with the config it was trained '
+        'with (WORKDIR/config.json), or move the folder away to train afresh.') from None
+  if fingerprint(restored.state) != restored.fingerprint['sha256']:
+    raise CheckpointError(
+        f'the checkpoint {folder} is corrupt: its arrays do not match the fingerprint '
+        'saved with them. Delete that folder to fall back to the previous checkpoint, or '
+        'retrain.')
+  return restored.state
+
+
+def check_writable(workdir, state, keep: int | None) -> None:
+  """Fail before training if WORKDIR cannot hold `keep` + 1 checkpoints of `state`."""
+  folder = pathlib.Path(workdir).absolute() / 'checkpoints'
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / '.write_probe'
+    probe.write_bytes(b'0')
+    probe.unlink()
+  except OSError as error:
+    raise CheckpointError(f'the workdir {workdir} is not writable ({error.strerror}): pass '
+                          'a --workdir you can write to, or fix its permissions.') from None
+  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * ((keep or 3) + 1)
+  free = shutil.disk_usage(folder).free
+  if free < needed:
+    raise CheckpointError(f'the disk of {workdir} has {free / 2**20:.0f} MiB free but the '
+                          f'checkpoints need about {needed / 2**20:.0f} MiB: free space or '
+                          'pass a --workdir on another disk.')
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return text[0][:300] if text else type(error).__name__

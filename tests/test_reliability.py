@@ -1,0 +1,331 @@
+"""Reliability: kills, SIGTERM, interrupted and corrupt checkpoints, config changes, NaNs,
+unwritable workdirs, and the derain command on bad input. Marker: reliability."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage
+from PIL import Image
+
+from configs import grid
+from jaxderain import experiment
+from jaxderain.data import read_photo
+from jaxderain.eval import tiles
+from jaxderain.train import checkpoints, loop
+
+pytestmark = pytest.mark.reliability
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# A smoke run long enough to be killed mid-way, saving every 10 of its 120 steps.
+ARG = 'resnet,medium,16,scale=smoke'
+FLAGS = ['--config.total_steps=120', '--config.checkpoint_every=10', '--config.log_every=10',
+         '--config.keep_checkpoints=3']
+
+
+def smoke_config(**overrides):
+  config = grid.get_config(ARG)
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def start(workdir, *extra):
+  return subprocess.Popen([sys.executable, 'launch.py', f'--config=configs/grid.py:{ARG}',
+                           f'--workdir={workdir}', *FLAGS, *extra], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(workdir, *extra):
+  process = start(workdir, *extra)
+  out, err = process.communicate(timeout=300)
+  assert process.returncode == 0, err[-3000:]
+  return err
+
+
+def final_state(workdir):
+  config = smoke_config(total_steps=120)
+  _, _, template, _ = experiment.state_template(config)
+  manager = checkpoints.checkpoint_manager(workdir)
+  assert manager.latest_step() == 120
+  return checkpoints.restore(manager, template)
+
+
+def assert_bit_identical(a, b):
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def kill_when(process, workdir, seen, timeout=120):
+  """SIGKILL `process` as soon as seen(names in WORKDIR/checkpoints) is true."""
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    if seen(names):
+      process.kill()
+      process.wait()
+      return names
+    time.sleep(0.002)
+  process.kill()
+  process.wait()
+  return None
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """An uninterrupted run: its workdir and final state."""
+  workdir = tmp_path_factory.mktemp('reference')
+  finish(workdir)
+  return workdir, final_state(workdir)
+
+
+def test_same_config_and_seed_give_bit_identical_parameters(reference, tmp_path):
+  finish(tmp_path)
+  assert_bit_identical(final_state(tmp_path), reference[1])
+
+
+def test_sigkill_at_several_moments_then_resume_is_bit_identical(reference, tmp_path):
+  steps = lambda names: [int(n) for n in names if n.isdigit()]
+  moments = [
+      lambda names: any('tmp' in n for n in names),  # during a checkpoint write
+      lambda names: any(s >= 50 for s in steps(names)),  # just after a save
+      lambda names: any('tmp' in n for n in names),  # during a later write
+  ]
+  kills = 0
+  for seen in moments:
+    names = kill_when(start(tmp_path), tmp_path, seen)
+    kills += names is not None
+  assert kills >= 2, 'the runs ended before they could be killed'
+  err = finish(tmp_path)
+  assert 'Resuming from checkpoint at step' in err
+  assert_bit_identical(final_state(tmp_path), reference[1])
+
+
+def test_sigterm_saves_the_current_step_exits_143_and_resumes(reference, tmp_path):
+  process = start(tmp_path)
+  folder = tmp_path / 'checkpoints'
+  while process.poll() is None:
+    if folder.is_dir() and '20' in os.listdir(folder):
+      process.send_signal(signal.SIGTERM)
+      break
+    time.sleep(0.002)
+  _, err = process.communicate(timeout=120)
+  if process.returncode == 0:
+    pytest.skip('the run finished before SIGTERM arrived')
+  assert process.returncode == loop.PREEMPTED_EXIT_CODE, err[-2000:]
+  assert 'stopped by SIGTERM at step' in err and 'Traceback' not in err
+  stopped_at = int(err.split('stopped by SIGTERM at step ')[1].split(';')[0])
+  assert 20 <= stopped_at < 120
+  assert checkpoints.checkpoint_manager(tmp_path).latest_step() == stopped_at
+  finish(tmp_path)
+  assert_bit_identical(final_state(tmp_path), reference[1])
+
+
+def test_an_interrupted_write_is_never_the_latest(reference, tmp_path):
+  shutil.copytree(reference[0] / 'checkpoints', tmp_path / 'checkpoints')
+  shutil.rmtree(tmp_path / 'checkpoints' / '120')
+  # What a save killed mid-write leaves: orbax's temporary folder of step 120.
+  shutil.copytree(tmp_path / 'checkpoints' / '110',
+                  tmp_path / 'checkpoints' / '120.orbax-checkpoint-tmp-1795790000')
+  assert checkpoints.checkpoint_manager(tmp_path).latest_step() == 110
+  shutil.copy(reference[0] / 'config.json', tmp_path / 'config.json')
+  err = finish(tmp_path)
+  assert 'Resuming from checkpoint at step 110' in err
+  assert_bit_identical(final_state(tmp_path), reference[1])
+
+
+def test_a_changed_config_is_refused_naming_the_fields(reference, tmp_path):
+  shutil.copytree(reference[0], tmp_path / 'w')
+  workdir = tmp_path / 'w'
+  config = smoke_config(total_steps=120, learning_rate=1e-3, num_patches=8)
+  with pytest.raises(experiment.ConfigError) as error:
+    experiment.train(config, str(workdir))
+  message = str(error.value)
+  assert 'learning_rate: 0.0002 -> 0.001' in message and 'num_patches: 16 -> 8' in message
+  assert '--allow_config_change' in message
+  # Fields that do not change training may differ; eval can then run.
+  same = smoke_config(total_steps=120, checkpoint_every=10)
+  same.eval.num_images = 2
+  assert experiment.config_changes(same, workdir) == []
+  # On purpose: continues, and keeps the old config next to the new one.
+  longer = smoke_config(total_steps=130, checkpoint_every=10)
+  state, _ = experiment.train(longer, str(workdir), allow_config_change=True)
+  assert int(state.step) == 130
+  assert (workdir / 'config.before-step-120.json').is_file()
+  assert json.loads((workdir / 'config.json').read_text())['total_steps'] == 130
+
+
+@pytest.mark.parametrize('quantity, message', [('loss', 'the loss'),
+                                               ('grad_norm', 'the gradients')])
+def test_a_non_finite_value_stops_with_the_last_good_checkpoint(tmp_path, quantity, message):
+  config = smoke_config()
+  state, train_step, backgrounds = experiment.build_training(config)
+
+  def breaks_at_25(state, backgrounds):
+    state, metrics = train_step(state, backgrounds)
+    bad = jnp.where(state.step >= 25, jnp.nan, metrics[quantity])
+    return state, {**metrics, quantity: bad}
+
+  with pytest.raises(loop.NonFiniteError) as error:
+    loop.fit(state, breaks_at_25, backgrounds, workdir=str(tmp_path), total_steps=40,
+             log_every=10, checkpoint_every=10, keep_checkpoints=3,
+             mesh=experiment.device_mesh())
+  assert f'{message} became non-finite at step 25' in str(error.value)
+  assert 'last good checkpoint: step 20' in str(error.value)
+  assert checkpoints.checkpoint_manager(tmp_path).all_steps() == [10, 20]
+
+
+def test_a_failing_save_names_the_last_good_checkpoint(tmp_path, monkeypatch):
+  config = smoke_config()
+  state, train_step, backgrounds = experiment.build_training(config)
+  real_save = checkpoints.ocp.CheckpointManager.save
+
+  def disk_full_at_30(self, step, *args, **kwargs):
+    if step == 30:
+      raise OSError(28, 'No space left on device')
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, 'save', disk_full_at_30)
+  with pytest.raises(checkpoints.CheckpointError) as error:
+    loop.fit(state, train_step, backgrounds, workdir=str(tmp_path), total_steps=40,
+             log_every=10, checkpoint_every=10, keep_checkpoints=3,
+             mesh=experiment.device_mesh())
+  assert 'No space left on device' in str(error.value)
+  assert 'The last good checkpoint is step 20' in str(error.value)
+  _, _, template, _ = experiment.state_template(config)
+  assert int(checkpoints.restore(checkpoints.checkpoint_manager(tmp_path), template).step) == 20
+
+
+def test_an_unwritable_workdir_or_full_disk_fails_before_training(tmp_path, monkeypatch):
+  blocker = tmp_path / 'file'
+  blocker.write_text('not a folder')
+  with pytest.raises(checkpoints.CheckpointError, match='is not writable'):
+    experiment.train(smoke_config(), str(blocker / 'run'))
+  monkeypatch.setattr(checkpoints.shutil, 'disk_usage',
+                      lambda path: types.SimpleNamespace(total=1, used=0, free=1))
+  with pytest.raises(checkpoints.CheckpointError, match='MiB free but the checkpoints need'):
+    experiment.train(smoke_config(), str(tmp_path / 'run'))
+  assert not list((tmp_path / 'run' / 'checkpoints').glob('[0-9]*'))
+
+
+def _largest_data_file(step_folder):
+  return max((p for p in step_folder.rglob('*') if p.is_file() and '/d/' in str(p)),
+             key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize('damage, message', [
+    ('flip', 'is corrupt'), ('truncate', 'cannot be restored'), ('delete', 'cannot be restored')])
+def test_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path, damage, message):
+  shutil.copytree(reference[0] / 'checkpoints', tmp_path / 'checkpoints')
+  target = _largest_data_file(tmp_path / 'checkpoints' / '120')
+  data = bytearray(target.read_bytes())
+  if damage == 'flip':
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+  elif damage == 'truncate':
+    target.write_bytes(bytes(data[:len(data) // 2]))
+  else:
+    target.unlink()
+  _, _, template, _ = experiment.state_template(smoke_config(total_steps=120))
+  with pytest.raises(checkpoints.CheckpointError, match=message):
+    checkpoints.restore(checkpoints.checkpoint_manager(tmp_path), template)
+
+
+def test_a_foreign_checkpoint_is_a_clear_error(reference, tmp_path):
+  shutil.copytree(reference[0], tmp_path / 'w')
+  unet = grid.get_config('unet,medium,16,scale=smoke')
+  unet.total_steps = 120
+  with pytest.raises(experiment.ConfigError, match="arch: resnet -> unet"):
+    experiment.evaluate(unet, str(tmp_path / 'w'))
+  with pytest.raises(checkpoints.CheckpointError, match='another architecture'):
+    experiment.evaluate(unet, str(tmp_path / 'w'), allow_config_change=True)
+
+
+# The derain command.
+
+@pytest.mark.parametrize('height, width, tile, overlap', [
+    (10, 7, 32, 8), (64, 64, 32, 8), (100, 37, 32, 0), (129, 300, 64, 16)])
+def test_tiles_cover_the_image_and_blend_exactly(height, width, tile, overlap):
+  image = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
+  calls = []
+  out = tiles.predict_tiled(lambda t: calls.append(len(t)) or t ** 2, image, tile, overlap,
+                            batch_size=3)
+  np.testing.assert_allclose(out, image ** 2, rtol=1e-5, atol=1e-6)
+  assert len(calls) * 3 >= tiles.count_tiles(height, width, tile, overlap)
+  for length in (max(height, tile), max(width, tile)):
+    starts = tiles.tile_starts(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + tile == length
+    assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def _photo_corpus(folder):
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  rgb = skimage.data.coffee()[100:190, 200:340]  # a photo that ships with scikit-image
+  Image.fromarray(rgb).save(folder / 'plain.png')
+  exif = Image.Exif()
+  exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+  Image.fromarray(rgb).save(folder / 'rotated.jpg', exif=exif)
+  Image.fromarray(rgb[..., 0]).save(folder / 'grey.png')
+  rgba = np.concatenate([rgb, (rng.random((90, 140, 1)) * 255).astype(np.uint8)], -1)
+  Image.fromarray(rgba).save(folder / 'alpha.png')
+  Image.fromarray((rng.random((50, 70)) * 65535).astype(np.uint16)).save(folder / 'deep.png')
+  Image.fromarray((rng.random((300, 420, 3)) * 255).astype(np.uint8)).save(folder / 'large.png')
+  Image.fromarray(rgb[:9, :7]).save(folder / 'tiny.png')
+  (folder / 'empty.png').write_bytes(b'')
+  (folder / 'notes.jpg').write_text('not an image')
+  good = (folder / 'plain.png').read_bytes()
+  (folder / 'cut.png').write_bytes(good[:len(good) // 3])
+  return rgb, rgba
+
+
+def derain(*args):
+  return subprocess.run([sys.executable, '-m', 'jaxderain.derain', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_derain_a_folder_of_mixed_photos(reference, tmp_path):
+  rgb, rgba = _photo_corpus(tmp_path / 'in')
+  result = derain(f'--workdir={reference[0]}', f'--input={tmp_path / "in"}',
+                  f'--output={tmp_path / "out"}', '--tile=64', '--overlap=16')
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads(result.stdout.strip().splitlines()[-1])
+  assert summary['written'] == 7 and summary['step'] == 120
+  assert sorted(summary['skipped']) == ['cut.png', 'empty.png', 'notes.jpg']
+  out = lambda name: Image.open(tmp_path / 'out' / name)
+  assert out('plain.png').mode == 'RGB' and out('plain.png').size == (140, 90)
+  assert out('rotated.png').size == (90, 140)  # upright, as viewers show it
+  assert out('grey.png').mode == 'L'
+  assert out('alpha.png').mode == 'RGBA'
+  np.testing.assert_array_equal(np.asarray(out('alpha.png'))[..., 3], rgba[..., 3])
+  assert out('deep.png').mode.startswith('I') and read_photo(tmp_path / 'out' / 'deep.png').bits == 16
+  assert out('large.png').size == (420, 300) and out('tiny.png').size == (7, 9)
+  # Tiles blend into what the model gives on the whole image at once.
+  predict, _ = experiment.restore_predictor(reference[0])
+  whole = np.asarray(predict(rgb[None].astype(np.float32) / 255.0))[0] * 255.0
+  derained = np.asarray(out('plain.png'), np.float32)
+  assert np.abs(derained - whole).mean() < 1.0 and 0 < np.abs(derained - rgb).mean()
+
+
+def test_derain_strict_and_bad_workdir_are_one_line_errors(reference, tmp_path):
+  _photo_corpus(tmp_path / 'in')
+  strict = derain(f'--workdir={reference[0]}', f'--input={tmp_path / "in"}',
+                  f'--output={tmp_path / "out"}', '--strict')
+  assert strict.returncode != 0 and 'cut.png is not a readable image' in strict.stderr
+  assert 'Traceback' not in strict.stderr
+  missing = derain(f'--workdir={tmp_path / "nowhere"}', f'--input={tmp_path / "in"}',
+                   f'--output={tmp_path / "out"}')
+  assert missing.returncode != 0 and 'config.json does not exist' in missing.stderr
+  assert 'Traceback' not in missing.stderr
