@@ -327,3 +327,18 @@ def test_rain100l_cross_category_and_strips(tmp_path):
   assert report.write_report(tmp_path, figures=False)['test_rain'] == 'unseen'
   with pytest.raises(ValueError, match='test_rain must be'):
     report.write_report(tmp_path, test_rain='rain100H')
+
+
+def test_gate_ignores_train_images_that_drew_no_rain(tmp_path):
+  folder = add_point(tmp_path, 'resnet', 'natural', 'medium', 8)
+  result = eval_result('natural_train', 60.0, 3.0, 0.9, psnr=35.0)
+  result['reference']['identity']['psnr'] = math.inf  # one image drew no rain
+  result['per_image'] = [
+      {'psnr': 30.0, 'identity_psnr': 20.0}, {'psnr': 40.0, 'identity_psnr': math.inf}]
+  (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
+  point = report.load_points(tmp_path)[0][0]
+  assert report.gate_psnrs(point.evals['natural_train']) == (30.0, 20.0)
+  assert point.converged
+  result['per_image'][0]['psnr'] = 19.0  # worse than the identity where there is rain
+  (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
+  assert report.load_points(tmp_path)[0][0].converged is False

@@ -106,7 +106,20 @@ class Point:
     result = self.evals.get(f'{self.category}_train')
     if result is None:
       return None
-    return _metrics(result)['psnr'] > result['reference']['identity']['psnr']
+    psnr, identity_psnr = gate_psnrs(result)
+    return psnr > identity_psnr
+
+
+def gate_psnrs(result: dict) -> tuple[float, float]:
+  """(model, identity) mean PSNR on a train set for the convergence gate. Where a fresh
+  rain draw left an image without rain, the identity's PSNR there (and so its mean) is
+  infinite; the gate then compares the last checkpoint over the images that have rain."""
+  identity = result['reference']['identity']['psnr']
+  rows = [r for r in result.get('per_image', []) if math.isfinite(r['identity_psnr'])]
+  if math.isfinite(identity) or not rows:
+    return _metrics(result)['psnr'], identity
+  return (float(np.mean([r['psnr'] for r in rows])),
+          float(np.mean([r['identity_psnr'] for r in rows])))
 
 
 class Level(NamedTuple):
@@ -620,9 +633,8 @@ def _compute_line(points: list[Point]) -> str:
 
 def _gate(point: Point) -> dict:
   """{'point', 'psnr', 'identity_psnr'} of a point's train set."""
-  result = point.evals[f'{point.category}_train']
-  return {'point': point.name, 'psnr': _metrics(result)['psnr'],
-          'identity_psnr': result['reference']['identity']['psnr']}
+  psnr, identity_psnr = gate_psnrs(point.evals[f'{point.category}_train'])
+  return {'point': point.name, 'psnr': psnr, 'identity_psnr': identity_psnr}
 
 
 def _finite(value):
