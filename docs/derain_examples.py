@@ -1,7 +1,7 @@
 """The README's derain examples: photos that ship with scikit-image (held out from the
 default training set), with rain added, through `python -m jaxderain.derain`.
 
-  python docs/derain_examples.py --workdir=runs/demo --out=docs/derain_examples.png
+  python docs/derain_examples.py --workdir=runs/demo --figure=docs/derain_examples.png
 
 Writes the rainy inputs and the derained outputs under --scratch, then a panel:
 rainy | derained | clean, one row per photo and rain.
@@ -21,12 +21,11 @@ from absl import app, flags
 from PIL import Image
 
 from jaxderain import rain
-from jaxderain.data.show import panel
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/demo', 'A trained run.')
-_OUT = flags.DEFINE_string('out', 'docs/derain_examples.png', 'Panel PNG.')
+_FIGURE = flags.DEFINE_string('figure', 'docs/derain_examples.png', 'Panel PNG.')
 _SCRATCH = flags.DEFINE_string('scratch', 'runs/derain_examples', 'Inputs and outputs.')
-_SIZE = flags.DEFINE_integer('size', 192, 'Panel tile size (the photos are cropped square).')
+_TILE = flags.DEFINE_integer('tile', 192, 'Panel tile size (the photos are cropped square).')
 
 PHOTOS = {'coffee': skimage.data.coffee, 'chelsea': skimage.data.chelsea}
 RAINS = {'medium (training)': rain.TRAINING_RANGES['medium'], 'unseen': rain.UNSEEN_RANGE}
@@ -34,7 +33,9 @@ RAINS = {'medium (training)': rain.TRAINING_RANGES['medium'], 'unseen': rain.UNS
 
 def main(argv):
   del argv
-  out = pathlib.Path(_OUT.value)
+  # Imported here: jaxderain.data.show defines flags of its own (a required --out).
+  from jaxderain.data.show import panel  # pylint: disable=g-import-not-at-top
+  out = pathlib.Path(_FIGURE.value)
   inputs = pathlib.Path(_SCRATCH.value) / 'rainy'
   outputs = pathlib.Path(_SCRATCH.value) / 'derained'
   inputs.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ def main(argv):
       clean[name] = (f'{photo}, {rain_name}', image)
   subprocess.run([sys.executable, '-m', 'jaxderain.derain', f'--workdir={_WORKDIR.value}',
                   f'--input={inputs}', f'--output={outputs}'], check=True)
-  size = _SIZE.value
+  size = _TILE.value
   tile = lambda path_or_array: np.asarray(
       (Image.open(path_or_array) if isinstance(path_or_array, pathlib.Path)
        else Image.fromarray(path_or_array)).convert('RGB').resize((size, size), Image.LANCZOS))

@@ -318,7 +318,8 @@ def test_rain100l_cross_category_and_strips(tmp_path):
   assert 'Test set: `<category>_rain100L`' in text
   assert '| resnet | natural | medium | 8 | 1 | 30.00 | 9.00 |' in text
   for folder in (low, high):
-    assert f'](../points/{folder.name}/eval/natural_rain100L.png)' in text
+    assert f'](qualitative/{folder.name}.png)' in text
+    assert (tmp_path / 'report' / 'qualitative' / f'{folder.name}.png').is_file()
   assert 'celeba' in result['complexity_skipped']
 
   assert report.write_report(tmp_path, figures=False, test_rain='unseen')['test_rain'] == (

@@ -30,8 +30,8 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import pathlib
+import shutil
 import sys
 from typing import NamedTuple
 
@@ -541,7 +541,8 @@ def table2(kept: list[dict]) -> str:
 
 
 def _qualitative(points: list[Point], kept: list[dict], kind: str, report_dir) -> list[str]:
-  """Markdown rows: strips of the smallest-N and largest-N points of each group."""
+  """Markdown rows: strips of the smallest-N and largest-N points of each group, copied
+  into REPORT/qualitative/."""
   used = {r['point'] for r in kept}
   groups = collections.defaultdict(list)
   for point in points:
@@ -557,8 +558,12 @@ def _qualitative(points: list[Point], kept: list[dict], kind: str, report_dir) -
     strips = [p.path / 'eval' / f'{p.category}_{kind}.png' for p in (low, high)]
     if num_patches(low) == num_patches(high) or not all(s.is_file() for s in strips):
       continue
-    cells = [f'N = {num_patches(p)}: ![{p.name}]({os.path.relpath(s, report_dir)})'
-             for p, s in zip((low, high), strips)]
+    copies = pathlib.Path(report_dir) / 'qualitative'
+    copies.mkdir(exist_ok=True)
+    for p, strip in zip((low, high), strips):  # the report folder stands alone
+      shutil.copyfile(strip, copies / f'{p.name}.png')
+    cells = [f'N = {num_patches(p)}: ![{p.name}](qualitative/{p.name}.png)'
+             for p in (low, high)]
     lines.append(f'| {_label(key)} | {cells[0]} | {cells[1]} |')
   if not lines:
     return []
