@@ -110,46 +110,53 @@ def _flat(tree: dict, prefix: str = '') -> dict:
   return flat
 
 
-def config_changes(config, workdir) -> list[str]:
-  """'field: recorded -> given' for each training field of `config` that differs from
-  WORKDIR/config.json (none if the workdir records no config)."""
+def recorded_config(workdir) -> dict | None:
+  """WORKDIR/config.json, the config a run was trained with (None if there is none)."""
   recorded = pathlib.Path(workdir) / 'config.json'
   if not recorded.is_file():
-    return []
+    return None
   try:
-    before = _flat(json.loads(recorded.read_text()))
+    return json.loads(recorded.read_text())
   except ValueError:
     raise ConfigError(f'{recorded} is not valid JSON: restore it, or move the workdir '
                       'away to start afresh.') from None
-  now = _flat(json.loads(config.to_json()))
+
+
+def config_changes(config, workdir) -> list[str]:
+  """'field: recorded -> given' for each training field of `config` that differs from
+  WORKDIR/config.json (none if the workdir records no config)."""
+  recorded = recorded_config(workdir)
+  if recorded is None:
+    return []
+  before, now = _flat(recorded), _flat(json.loads(config.to_json()))
   return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
           for k in sorted(set(before) | set(now))
           if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]
 
 
-def check_workdir_config(config, workdir, allow_change: bool = False) -> None:
-  """Refuse a config whose training fields differ from the one WORKDIR was trained with."""
+def check_workdir_config(config, workdir, allow_change: bool = False) -> list[str]:
+  """Refuse a config whose training fields differ from the one WORKDIR was trained with;
+  with `allow_change`, warn instead. Returns the changes."""
   changes = config_changes(config, workdir)
-  if not changes:
-    return
-  if allow_change:
+  if changes and not allow_change:
+    raise ConfigError(
+        f'{workdir} was trained with a different config ({"; ".join(changes)}): use a new '
+        '--workdir, the recorded config (WORKDIR/config.json), or pass '
+        '--allow_config_change to continue this run with the new values on purpose.')
+  if changes:
     logging.warning('Continuing %s with a changed config: %s', workdir, '; '.join(changes))
-    return
-  raise ConfigError(
-      f'{workdir} was trained with a different config ({"; ".join(changes)}): use a new '
-      '--workdir, the recorded config (WORKDIR/config.json), or pass --allow_config_change '
-      'to continue this run with the new values on purpose.')
+  return changes
 
 
 def train(config, workdir: str, allow_config_change: bool = False):
   """Train the grid point into WORKDIR (resuming if it holds checkpoints). A workdir
   trained with other training fields is refused unless `allow_config_change`."""
-  check_workdir_config(config, workdir, allow_config_change)
+  changes = check_workdir_config(config, workdir, allow_config_change)
   state, step, backgrounds = build_training(config)
   checkpoints.check_writable(workdir, state, config.keep_checkpoints)
   workdir = pathlib.Path(workdir)
   recorded = workdir / 'config.json'
-  if recorded.is_file() and config_changes(config, workdir):
+  if changes:
     recorded.replace(workdir / f'config.before-step-{_latest_step(workdir)}.json')
   recorded.write_text(config.to_json(indent=1))
   return loop.fit(state, step, backgrounds, workdir=str(workdir),
@@ -247,15 +254,12 @@ def restore_predictor(workdir):
   """(predict, step) of WORKDIR's latest checkpoint, the model built from the config the
   run recorded: predict maps (B, H, W, 3) rainy images in [0, 1] to derained ones."""
   workdir = pathlib.Path(workdir)
-  recorded = workdir / 'config.json'
-  if not recorded.is_file():
-    raise FileNotFoundError(f'{recorded} does not exist: pass the --workdir of a trained '
-                            'run (launch.py) or of a converted model (jaxderain.convert).')
-  try:
-    config = ml_collections.ConfigDict(json.loads(recorded.read_text()))
-  except ValueError:
-    raise ConfigError(f'{recorded} is not valid JSON: restore it from the run that '
-                      'wrote it.') from None
+  recorded = recorded_config(workdir)
+  if recorded is None:
+    raise FileNotFoundError(f'{workdir / "config.json"} does not exist: pass the --workdir '
+                            'of a trained run (launch.py) or of a converted model '
+                            '(jaxderain.convert).')
+  config = ml_collections.ConfigDict(recorded)
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)
   state = checkpoints.restore(manager, template)
