@@ -243,6 +243,16 @@ def test_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path, damage, mess
     checkpoints.restore(checkpoints.checkpoint_manager(tmp_path), template)
 
 
+def test_a_checkpoint_written_before_fingerprints_still_restores(reference, tmp_path):
+  state = reference[1]
+  manager = checkpoints.ocp.CheckpointManager(tmp_path / 'checkpoints')
+  manager.save(120, args=checkpoints.ocp.args.StandardSave(state))  # the old layout
+  manager.wait_until_finished()
+  assert (tmp_path / 'checkpoints' / '120' / 'default').is_dir()
+  restored = checkpoints.restore(checkpoints.checkpoint_manager(tmp_path), state)
+  assert_bit_identical(restored, state)
+
+
 def test_a_foreign_checkpoint_is_a_clear_error(reference, tmp_path):
   shutil.copytree(reference[0], tmp_path / 'w')
   unet = grid.get_config('unet,medium,16,scale=smoke')
