@@ -137,6 +137,9 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   config.final_learning_rate = 0.0
   config.b1 = 0.9
   config.b2 = 0.99
+  # float32, or bfloat16: forward and backward in bfloat16 with float32 master weights
+  # (benchmarks/vs_torch.py measures what it gives on this machine).
+  config.compute_dtype = 'float32'
 
   config.log_every = scale['log_every']
   config.checkpoint_every = scale['checkpoint_every']

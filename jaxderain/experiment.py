@@ -10,6 +10,7 @@ import logging
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -53,6 +54,9 @@ def state_template(config):
   return architecture, graphdef, state, tx
 
 
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
 def check(config) -> None:
   """Fail before any work on values that cannot run."""
   devices = jax.device_count()
@@ -64,6 +68,9 @@ def check(config) -> None:
     if config[field] < 1:
       raise ConfigError(f'{field} must be positive, got {config[field]}.')
   rain_range(config)
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f'compute_dtype {config.compute_dtype!r} is not one of '
+                      f'{", ".join(COMPUTE_DTYPES)}: set --config.compute_dtype to one.')
   try:
     models.get(config.arch).loss(config.loss)
   except ValueError as error:
@@ -91,13 +98,16 @@ def build_training(config):
                backgrounds_of.name)
   architecture, graphdef, state, tx = state_template(config)
   step = make_train_step(graphdef, architecture.loss(config.loss), tx, rain_range(config),
-                         config.batch_size, config.flips, device_mesh())
+                         config.batch_size, config.flips, device_mesh(),
+                         COMPUTE_DTYPES[config.compute_dtype])
   return state, step, backgrounds
 
 
 # Fields that do not change what a run trains: a workdir may be resumed or evaluated
 # with other values.
 NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints')
+# Fields added after runs were recorded without them, with the value those runs used.
+ADDED_FIELDS = {'compute_dtype': 'float32'}
 
 
 def _flat(tree: dict, prefix: str = '') -> dict:
@@ -128,7 +138,7 @@ def config_changes(config, workdir) -> list[str]:
   recorded = recorded_config(workdir)
   if recorded is None:
     return []
-  before, now = _flat(recorded), _flat(json.loads(config.to_json()))
+  before, now = {**ADDED_FIELDS, **_flat(recorded)}, _flat(json.loads(config.to_json()))
   return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
           for k in sorted(set(before) | set(now))
           if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]

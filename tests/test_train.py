@@ -128,6 +128,30 @@ def test_fast_cpu_flag_gives_the_same_training():
     np.testing.assert_allclose(b, a, atol=2e-5)
 
 
+def losses_and_state(config, steps=4):
+  state, train_step, backgrounds = experiment.build_training(config)
+  losses = []
+  for _ in range(steps):
+    state, metrics = train_step(state, backgrounds)
+    losses.append(float(metrics['loss']))
+  return losses, state
+
+
+def test_bfloat16_compute_keeps_float32_weights_and_tracks_float32():
+  config = smoke_config()
+  reference, _ = losses_and_state(config)
+  config.compute_dtype = 'bfloat16'
+  losses, state = losses_and_state(config)
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype('float32')}
+  assert {x.dtype for x in jax.tree.leaves(state.opt_state)
+          if np.issubdtype(x.dtype, np.floating)} == {np.dtype('float32')}
+  assert losses != reference  # computed in another precision
+  np.testing.assert_allclose(losses, reference, rtol=2e-2)
+  config.compute_dtype = 'float16'
+  with pytest.raises(experiment.ConfigError, match='compute_dtype'):
+    experiment.check(config)
+
+
 def train_and_evaluate(tmp_path, arg, **overrides):
   config = grid.get_config(f'{arg},scale=smoke')
   config.total_steps, config.checkpoint_every = 10, 10
@@ -182,3 +206,13 @@ def test_batch_statistics_are_trained_saved_and_restored(tmp_path):
   assert any(not np.allclose(a, b) for a, b in zip(stats(template), stats(state)))
   for a, b in zip(stats(state), stats(restored)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_recorded_before_compute_dtype_existed_is_unchanged(tmp_path):
+  config = smoke_config()
+  recorded = json.loads(config.to_json())
+  del recorded['compute_dtype']
+  (tmp_path / 'config.json').write_text(json.dumps(recorded))
+  assert experiment.config_changes(config, tmp_path) == []
+  config.compute_dtype = 'bfloat16'
+  assert experiment.config_changes(config, tmp_path) == ['compute_dtype: float32 -> bfloat16']

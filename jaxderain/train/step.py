@@ -61,11 +61,21 @@ def sample_batch(key, backgrounds, batch_size: int, flips: bool):
   return clean
 
 
+def cast_floats(tree, dtype):
+  """`tree` with every floating-point array cast to `dtype` (others unchanged)."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
 def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation,
                     rain_range: rain.RainRange, batch_size: int, flips: bool,
-                    mesh: jax.sharding.Mesh):
+                    mesh: jax.sharding.Mesh, compute_dtype=jnp.float32):
   """A jitted `step(state, backgrounds) -> (state, metrics)`, batch sharded over `mesh`'s
-  'data' axis; state and backgrounds are replicated."""
+  'data' axis; state and backgrounds are replicated.
+
+  compute_dtype: the dtype of the model's forward and backward pass (mixed precision with
+  bfloat16): parameters and optimizer state stay float32 (the master weights), the loss
+  and gradients are float32. bfloat16 has float32's exponent range, so no loss scaling."""
   batch_sharding = NamedSharding(mesh, PartitionSpec('data'))
 
   def step(state: TrainState, backgrounds):
@@ -79,8 +89,10 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
     rainy = jnp.clip(clean + rain_layer, 0.0, 1.0)
 
     def loss_of(params):
-      model = nnx.merge(graphdef, params, state.model_state, copy=True)
-      loss = loss_fn(model(rainy), rainy, clean)
+      model = nnx.merge(graphdef, cast_floats(params, compute_dtype), state.model_state,
+                        copy=True)
+      outputs = cast_floats(model(rainy.astype(compute_dtype)), jnp.float32)
+      loss = loss_fn(outputs, rainy, clean)
       return loss, nnx.state(model, nnx.Not(nnx.Param))
 
     (loss, model_state), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
