@@ -9,11 +9,11 @@ import time
 
 import jax
 
-from jaxderain import experiment
-from jaxderain.train.loop import replicate
-
 
 def time_steps(config, steps: int) -> dict:
+  """Compile-and-first-step time and the median of `steps` further train steps."""
+  from jaxderain import experiment  # pylint: disable=g-import-not-at-top
+  from jaxderain.train.loop import replicate  # pylint: disable=g-import-not-at-top
   state, train_step, backgrounds = experiment.build_training(config)
   mesh = experiment.device_mesh()
   state, backgrounds = replicate(state, mesh), replicate(backgrounds, mesh)

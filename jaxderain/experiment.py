@@ -19,17 +19,11 @@ from jaxderain import data, models, rain
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
 from jaxderain.train import checkpoints, loop
-from jaxderain.train.step import init_state, make_optimizer, make_train_step
+from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
 
 
 class ConfigError(ValueError):
   """A config that cannot run; the message names the field and the fix."""
-
-
-def device_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over every device, axis 'data' (batch-parallel)."""
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def rain_range(config) -> rain.RainRange:

@@ -31,6 +31,12 @@ class TrainState:
   key: jax.Array
 
 
+def device_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over every device, axis 'data' (batch-parallel)."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def make_optimizer(learning_rate: float, b1: float, b2: float, total_steps: int,
                    final_learning_rate: float = 0.0) -> optax.GradientTransformation:
   """Adam with cosine annealing over the whole run (period = total steps)."""
