@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: timing train steps, reporting JSON with the machine."""
+"""Shared pieces of the benchmarks: the configs of the speed comparison, timing train steps,
+reporting JSON with the machine."""
 
 import json
 import os
@@ -8,6 +9,48 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from configs import grid
+from jaxderain import models
+from jaxderain.rain import TRAINING_RANGES
+from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
+
+# Configs of the JAX-vs-PyTorch comparison (issue 6), name -> (arch, model options, batch,
+# patch side): a-c the ResNet at three sizes, then the `cpu` presets of configs/grid.py.
+_RESNET = 'resnet'
+CONFIGS = {
+    'a': (_RESNET, dict(features=64, num_blocks=16), 16, 128),
+    'b': (_RESNET, dict(features=64, num_blocks=16), 8, 64),
+    'c': (_RESNET, dict(features=32, num_blocks=8), 8, 64),
+    'cpu': (_RESNET, grid.MODELS['resnet']['cpu'], 8, 64),
+    'unet': ('unet', grid.MODELS['unet']['cpu'], 8, 64),
+    'swinir': ('swinir', grid.MODELS['swinir']['cpu'], 8, 64),
+}
+LEARNING_RATE = 2e-4
+
+
+def jax_step(arch, hparams, batch, patch, compute_dtype=jnp.float32):
+  """(model, run) where run() is one of jaxderain's train steps (blocking until done),
+  on a random uint8 background set of 64 patches; `model` holds the initial weights."""
+  model = models.create(arch, hparams, seed=0)
+  tx = make_optimizer(LEARNING_RATE, 0.9, 0.99, total_steps=10_000)
+  graphdef, state = init_state(model, tx, jax.random.PRNGKey(1))
+  mesh = device_mesh()
+  step = make_train_step(graphdef, models.get(arch).loss('l1'), tx, TRAINING_RANGES['medium'],
+                         batch, True, mesh, compute_dtype)
+  backgrounds = np.random.default_rng(0).integers(0, 256, (64, patch, patch, 3), np.uint8)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  holder = {'state': jax.device_put(state, replicated),
+            'backgrounds': jax.device_put(backgrounds, replicated)}
+
+  def run():
+    holder['state'], metrics = step(holder['state'], holder['backgrounds'])
+    jax.block_until_ready(metrics)
+
+  return model, run
 
 
 def time_steps(config, steps: int) -> dict:

@@ -45,13 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding, PartitionSpec
 
-from benchmarks.common import report
+from benchmarks.common import CONFIGS, LEARNING_RATE, jax_step, report
 from configs import grid
 from jaxderain import models
-from jaxderain.rain import TRAINING_RANGES
-from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
 
 _CONFIGS = flags.DEFINE_list('configs', ['a', 'b', 'c', 'cpu', 'unet', 'swinir'],
                              'Configs to time (see the module docstring).')
@@ -62,39 +59,6 @@ _MEMORY = flags.DEFINE_bool('memory', False, 'Also measure peak resident memory.
 _CHILD = flags.DEFINE_string('child', '', 'Internal: one memory measurement, e.g. '
                              'train:a, eval:unet or tiled:4000x3000.')
 _OUT = flags.DEFINE_string('out', 'benchmarks/results/vs_torch.json', 'JSON output.')
-
-_RESNET = 'resnet'
-CONFIGS = {  # name -> (arch, model options, batch, patch side)
-    'a': (_RESNET, dict(features=64, num_blocks=16), 16, 128),
-    'b': (_RESNET, dict(features=64, num_blocks=16), 8, 64),
-    'c': (_RESNET, dict(features=32, num_blocks=8), 8, 64),
-    'cpu': (_RESNET, grid.MODELS['resnet']['cpu'], 8, 64),
-    'unet': ('unet', grid.MODELS['unet']['cpu'], 8, 64),
-    'swinir': ('swinir', grid.MODELS['swinir']['cpu'], 8, 64),
-}
-WARMUP = 3
-LEARNING_RATE = 2e-4
-
-
-def jax_step(arch, hparams, batch, patch, compute_dtype=jnp.float32):
-  """(model, step(), batch()) for jaxderain's train step on a random background set."""
-  model = models.create(arch, hparams, seed=0)
-  tx = make_optimizer(LEARNING_RATE, 0.9, 0.99, total_steps=10_000)
-  graphdef, state = init_state(model, tx, jax.random.PRNGKey(1))
-  mesh = device_mesh()
-  step = make_train_step(graphdef, models.get(arch).loss('l1'), tx, TRAINING_RANGES['medium'],
-                         batch, True, mesh, compute_dtype)
-  backgrounds = np.random.default_rng(0).integers(0, 256, (64, patch, patch, 3), np.uint8)
-  replicated = NamedSharding(mesh, PartitionSpec())
-  holder = {'state': jax.device_put(state, replicated),
-            'backgrounds': jax.device_put(backgrounds, replicated)}
-
-  def run():
-    holder['state'], metrics = step(holder['state'], holder['backgrounds'])
-    jax.block_until_ready(metrics)
-
-  return model, run
-
 
 def torch_step(arch, hparams, jax_model, batch, patch, device, bf16=False):
   """A PyTorch step() on the mirror of `jax_model` (same weights), channels_last."""
@@ -120,6 +84,9 @@ def torch_step(arch, hparams, jax_model, batch, patch, device, bf16=False):
     sync()
 
   return run
+
+
+WARMUP = 3
 
 
 def median_times(runs: dict, steps: int) -> dict:
@@ -208,7 +175,7 @@ def measure_child(spec: str) -> dict:
     for _ in range(3):
       run()
   else:
-    arch = what if kind == 'eval' else _RESNET
+    arch = what if kind == 'eval' else 'resnet'
     model = models.create(arch, grid.MODELS[arch]['paper'], seed=0)
     from flax import nnx  # pylint: disable=g-import-not-at-top
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
