@@ -280,6 +280,38 @@ def test_tiles_cover_the_image_and_blend_exactly(height, width, tile, overlap):
     assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
+_LARGE_IMAGE_CHILD = """
+import resource, sys, numpy as np
+from flax import nnx
+from jaxderain import models
+from jaxderain.eval.evaluate import make_predict
+from jaxderain.eval.tiles import predict_tiled
+
+def peak_gb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+graphdef, params, rest = nnx.split(models.create('resnet', dict(features=16, num_blocks=2), 0),
+                                   nnx.Param, ...)
+predict = make_predict(graphdef, lambda out: out)
+predict(params, rest, np.zeros((4, 256, 256, 3), np.float32)).block_until_ready()
+before = peak_gb()
+image = np.random.default_rng(0).random((3000, 4000, 3), np.float32)
+out = predict_tiled(lambda tiles: predict(params, rest, tiles), image)
+print(out.shape, np.isfinite(out).all(), peak_gb() - before)
+"""
+
+
+def test_a_4000x3000_image_evaluates_in_tiles_in_bounded_memory():
+  """The image (144 MB as float32) and its output are the only full-size arrays: one
+  untiled pass of even this small model would hold several 0.8 GB activations."""
+  result = subprocess.run([sys.executable, '-c', _LARGE_IMAGE_CHILD], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600, check=True,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  shape, finite, growth_gb = result.stdout.strip().splitlines()[-1].rsplit(' ', 2)
+  assert shape == '(3000, 4000, 3)' and finite == 'True'
+  assert float(growth_gb) < 0.8, f'peak memory grew by {growth_gb} GB'
+
+
 def _photo_corpus(folder):
   folder.mkdir()
   rng = np.random.default_rng(0)
