@@ -10,7 +10,7 @@ import time
 import jax
 
 from jaxderain import experiment
-from jaxderain.train.loop import replicate
+from jaxderain.train.step import replicate
 
 
 def time_steps(config, steps: int) -> dict:

@@ -12,15 +12,9 @@ import threading
 import jax
 import numpy as np
 from clu import metric_writers, periodic_actions
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxderain.train import checkpoints
-from jaxderain.train.step import TrainState
-
-
-def replicate(tree, mesh: jax.sharding.Mesh):
-  """Place every array of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+from jaxderain.train.step import TrainState, replicate
 
 
 # A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
