@@ -1,0 +1,82 @@
+"""K grid points trained by one vmapped step match K single-model runs."""
+
+import jax
+import numpy as np
+
+from configs import grid
+from jaxderain import experiment
+from jaxderain.train import multi_model
+from jaxderain.train.step import make_train_step, replicate, sample_batch
+
+STEPS = 5
+
+
+def smoke_config(num_patches: int, seed: int, **overrides):
+  """A smoke resnet (8 features, 2 blocks, patch 32) with batch 4."""
+  config = grid.get_config(f'resnet,medium,{num_patches},scale=smoke,seed={seed}')
+  config.batch_size = 4
+  for field, value in overrides.items():
+    config[field] = value
+  return config
+
+
+def random_backgrounds(count: int, patch_size: int, seed: int) -> np.ndarray:
+  return np.random.default_rng(seed).integers(0, 256, (count, patch_size, patch_size, 3),
+                                              dtype=np.uint8)
+
+
+def train_step_parts(config):
+  """(graphdef, step-0 state, loss, tx, rain range) of `config`."""
+  architecture, graphdef, state, tx = experiment.state_template(config)
+  return graphdef, state, architecture.loss(config.loss), tx, experiment.rain_range(config)
+
+
+def test_sampling_a_share_of_a_pool_equals_sampling_its_own_set():
+  pool = jax.numpy.asarray(random_backgrounds(30, 8, seed=0))
+  key = jax.random.PRNGKey(3)
+  own = sample_batch(key, pool[10:22], 16, flips=True)
+  shared = jax.jit(lambda start, count: sample_batch(key, pool, 16, True, start, count))(
+      np.int32(10), np.int32(12))
+  np.testing.assert_array_equal(np.asarray(shared), np.asarray(own))
+
+
+def test_vmapped_models_match_separate_runs():
+  configs = [smoke_config(n, seed) for n, seed in ((5, 0), (12, 1), (20, 2))]
+  sets = [random_backgrounds(c.num_patches, c.patch_size, seed=k)
+          for k, c in enumerate(configs)]
+  mesh = experiment.device_mesh()
+
+  separate_losses, separate_params = [], []
+  for config, backgrounds in zip(configs, sets):
+    graphdef, state, loss_fn, tx, rain_range = train_step_parts(config)
+    step = make_train_step(graphdef, loss_fn, tx, rain_range, config.batch_size,
+                           config.flips, mesh)
+    state, backgrounds = replicate(state, mesh), replicate(backgrounds, mesh)
+    losses = []
+    for _ in range(STEPS):
+      state, metrics = step(state, backgrounds)
+      losses.append(float(metrics['loss']))
+    separate_losses.append(losses)
+    separate_params.append(jax.device_get(state.params))
+
+  parts = [train_step_parts(config) for config in configs]
+  graphdef, _, loss_fn, tx, rain_range = parts[0]
+  multi_step = multi_model.make_multi_train_step(graphdef, loss_fn, tx, rain_range,
+                                                 configs[0].batch_size, configs[0].flips,
+                                                 mesh)
+  stacked = replicate(multi_model.stack_states([p[1] for p in parts]), mesh)
+  pool, starts, counts = replicate(multi_model.pool_backgrounds(sets), mesh)
+  together_losses = []
+  for _ in range(STEPS):
+    stacked, metrics = multi_step(stacked, pool, starts, counts)
+    assert metrics['loss'].shape == (len(configs),)
+    together_losses.append(np.asarray(metrics['loss']))
+
+  np.testing.assert_allclose(np.stack(together_losses, axis=1), separate_losses, rtol=1e-5)
+  assert len({losses[-1] for losses in separate_losses}) == len(configs)  # distinct runs
+  for k, params in enumerate(separate_params):
+    state = multi_model.unstack_state(stacked, k)
+    assert int(state.step) == STEPS
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
+      np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=2e-5)
+
