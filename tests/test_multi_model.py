@@ -1,11 +1,14 @@
 """K grid points trained by one vmapped step match K single-model runs."""
 
+import json
+
 import jax
 import numpy as np
+import pytest
 
 from configs import grid
 from jaxderain import experiment
-from jaxderain.train import multi_model
+from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.step import make_train_step, replicate, sample_batch
 
 STEPS = 5
@@ -79,4 +82,28 @@ def test_vmapped_models_match_separate_runs():
     assert int(state.step) == STEPS
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
       np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=2e-5)
+
+
+def test_configs_that_differ_in_shape_cannot_train_together(tmp_path):
+  configs = [smoke_config(8, 0), smoke_config(16, 1, batch_size=8)]
+  with pytest.raises(experiment.ConfigError, match='config.batch_size differs'):
+    experiment.train_together(configs, [str(tmp_path / 'a'), str(tmp_path / 'b')])
+
+
+def test_train_together_writes_each_point_in_the_normal_layout(tmp_path):
+  configs = [smoke_config(n, seed, total_steps=4, log_every=2, checkpoint_every=2)
+             for n, seed in ((8, 0), (16, 1))]
+  workdirs = [tmp_path / 'a', tmp_path / 'b']
+  trained = experiment.train_together(configs, [str(w) for w in workdirs])
+  for config, workdir, (state, history) in zip(configs, workdirs, trained):
+    assert [h['step'] for h in history] == [2, 4]
+    assert json.loads((workdir / 'config.json').read_text())['seed'] == config.seed
+    assert list(workdir.glob('events.out.tfevents.*'))
+    manager = checkpoints.checkpoint_manager(workdir)
+    assert sorted(manager.all_steps()) == [2, 4]
+    resumed, more = experiment.train(config, str(workdir))  # launch.py's train: done
+    assert more == [] and int(resumed.step) == 4
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(resumed.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert trained[0][1][-1]['loss'] != trained[1][1][-1]['loss']
 
