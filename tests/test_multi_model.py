@@ -1,6 +1,7 @@
 """K grid points trained by one vmapped step match K single-model runs."""
 
 import json
+import logging
 
 import jax
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 
 from configs import grid
 from jaxderain import experiment
+from jaxderain.study import sweep
+from jaxderain.study.grids import Point
 from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.step import make_train_step, replicate, sample_batch
 
@@ -107,3 +110,27 @@ def test_train_together_writes_each_point_in_the_normal_layout(tmp_path):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert trained[0][1][-1]['loss'] != trained[1][1][-1]['loss']
 
+
+def test_sweep_groups_fresh_compatible_points(tmp_path):
+  names = ('resnet,medium,8', 'resnet,medium,16,seed=1', 'unet,medium,8',
+           'resnet,medium,32', 'resnet,large,8', 'resnet,medium,64')
+  points = [Point(f'{name},scale=smoke') for name in names]
+  started = checkpoints.checkpoint_manager(tmp_path / 'points' / points[5].name)
+  checkpoints.save(started, 1, {'x': np.zeros(2)})
+  checkpoints.wait(started, 1)
+  assert sweep.groups(points, tmp_path, together=1) == [[p] for p in points]
+  assert sweep.groups(points, tmp_path, together=2) == [
+      [points[0], points[1]], [points[3]], [points[2]], [points[4]], [points[5]]]
+
+
+def test_sweep_together_trains_and_evaluates_each_point(tmp_path, caplog):
+  points = [Point(f'resnet,medium,{n},scale=smoke,seed={n}', (('total_steps', 4),))
+            for n in (8, 16)]
+  with caplog.at_level(logging.INFO):
+    summary = sweep.run(points, tmp_path, together=2)
+  assert summary == {'done': 2, 'skipped': 0, 'failed': {}}
+  assert 'Training 2 grid points together' in caplog.text
+  for point in points:
+    workdir = tmp_path / 'points' / point.name
+    assert json.loads((workdir / 'done.json').read_text())['seconds'] > 0
+    assert json.loads((workdir / 'eval' / 'natural_unseen.json').read_text())['step'] == 4
