@@ -1,4 +1,7 @@
-"""Shared pieces of the benchmarks: timing train steps, reporting JSON with the machine."""
+"""Shared pieces of the benchmarks: timing train steps, reporting JSON with the machine.
+
+Imports jax alone at module level, so `report` also serves benchmarks that must run where
+only jax, flax, optax, numpy, absl and ml_collections are installed (no clu, PIL, tfds)."""
 
 import json
 import os
@@ -9,11 +12,10 @@ import time
 
 import jax
 
-from jaxderain import experiment
-from jaxderain.train.step import replicate
-
 
 def time_steps(config, steps: int) -> dict:
+  from jaxderain import experiment  # pylint: disable=g-import-not-at-top
+  from jaxderain.train.step import replicate  # pylint: disable=g-import-not-at-top
   state, train_step, backgrounds = experiment.build_training(config)
   mesh = experiment.device_mesh()
   state, backgrounds = replicate(state, mesh), replicate(backgrounds, mesh)
