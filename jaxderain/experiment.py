@@ -210,8 +210,8 @@ def train_together(configs, workdirs) -> list[tuple]:
   """Train K grid points in one vmapped program (jaxderain/train/multi_model.py), each
   into its own workdir in launch.py's layout (config.json, checkpoints/, event files),
   so `launch.py --mode=eval` and the study report read them unchanged. Resumes if all K
-  hold checkpoints of one step. Off by default: on a 2-core CPU it is slower than
-  training the points one by one; it is meant for accelerators.
+  hold checkpoints of one step. Off by default: it pays for small models on a GPU only
+  (see jaxderain/train/multi_model.py).
 
   Returns [(final TrainState, logged train metrics)] per point, as `train` does."""
   check_together(configs, workdirs)

@@ -2,7 +2,7 @@
 
   python -m jaxderain.study run --grid=claims --scale=cpu --out=studies/claims_cpu
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
-  python -m jaxderain.study run --grid=claims --scale=paper --out=DIR --together=8  # GPU
+  python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # on a GPU
   python -m jaxderain.study report --out=studies/claims_cpu
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
@@ -32,8 +32,8 @@ _PRINT = flags.DEFINE_bool('print_commands', False, 'Print one command per point
                            'of running them.')
 _TOGETHER = flags.DEFINE_integer('together', 1, 'Train up to this many fresh points that '
                                  'share model, batch, rain and schedule in one vmapped '
-                                 'program (an accelerator option: slower on a CPU).',
-                                 lower_bound=1)
+                                 'program: for small models on a GPU (slower on a CPU '
+                                 'and for paper-scale models).', lower_bound=1)
 _CATEGORIES = flags.DEFINE_list('categories', ['natural'], 'For complexity.')
 _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR', ''),
                                 'Folder with real categories (optional).')
