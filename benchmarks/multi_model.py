@@ -134,7 +134,8 @@ def main(argv):
                 **device}
       try:
         record.update(compare(config, num_models, _STEPS.value, mesh, single_step))
-      except Exception as error:  # e.g. out of memory: record it, go on  # pylint: disable=broad-except
+      except Exception as error:  # pylint: disable=broad-except
+        # e.g. out of memory: record it and go on.
         record.update({'models': num_models,
                        'error': f'{type(error).__name__}: {str(error).splitlines()[0]}'})
       print(f'# {record}', file=sys.stderr, flush=True)

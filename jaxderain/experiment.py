@@ -180,7 +180,7 @@ TOGETHER_FIELDS = ('arch', 'model', 'loss', 'batch_size', 'patch_size', 'flips',
 
 
 def together_key(config) -> str:
-  """The TOGETHER_FIELDS of `config` as JSON: configs with equal keys can train together."""
+  """The TOGETHER_FIELDS of `config` as JSON: configs with equal keys train together."""
   fields = json.loads(config.to_json())
   return json.dumps({field: fields[field] for field in TOGETHER_FIELDS}, sort_keys=True)
 
@@ -193,8 +193,8 @@ def check_together(configs, workdirs) -> None:
                       f'configs and {len(workdirs)} workdirs.')
   folders = [pathlib.Path(w).absolute() for w in workdirs]
   if len(set(folders)) < len(folders):
-    raise ConfigError(f'train_together got a workdir twice ({", ".join(map(str, workdirs))}): '
-                      'give each grid point its own workdir.')
+    raise ConfigError(f'train_together got a workdir twice '
+                      f'({", ".join(map(str, workdirs))}): give each grid point its own.')
   first = json.loads(configs[0].to_json())
   for workdir, config in zip(workdirs[1:], configs[1:]):
     other = json.loads(config.to_json())

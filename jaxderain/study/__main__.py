@@ -2,7 +2,7 @@
 
   python -m jaxderain.study run --grid=claims --scale=cpu --out=studies/claims_cpu
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
-  python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # on a GPU
+  python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
   python -m jaxderain.study report --out=studies/claims_cpu
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """

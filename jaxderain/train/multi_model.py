@@ -9,10 +9,10 @@ padded to the largest.
 
 Model k follows its own single-model run (step.make_train_step, same config and seed)
 up to float rounding: it sees the same batches and rain, but a vmapped convolution is a
-grouped one. It pays only where one small model leaves the device idle: on an H100 the
-cpu-scale ResNet trains 1.2-2.2x faster for K = 4-16, but the paper-scale one 3.5-6.6x slower
-(grouped convolutions), and on a 2-core CPU it is slower too (benchmarks/multi_model.py,
-results in benchmarks/results/multi_model_gpu.json). Off by default.
+grouped one. It pays only where one small model leaves the device idle: on an H100, for
+K = 4-16, the cpu-scale ResNet trains 1.2-2.2x faster but the paper-scale one 3.5-6.6x
+slower (grouped convolutions), and on a 2-core CPU it is slower too
+(benchmarks/multi_model.py; benchmarks/results/multi_model_gpu.json). Off by default.
 Imports jax, flax and optax only (no clu, orbax or data loading).
 """
 
