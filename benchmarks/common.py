@@ -1,5 +1,8 @@
 """Shared pieces of the benchmarks: the configs of the speed comparison, timing train steps,
-reporting JSON with the machine."""
+reporting JSON with the machine.
+
+Imports nothing that needs clu, PIL or tfds at module level, so benchmarks built on it run
+where only jax, flax, optax, numpy, absl and ml_collections are installed (a GPU box)."""
 
 import json
 import os
@@ -56,7 +59,7 @@ def jax_step(arch, hparams, batch, patch, compute_dtype=jnp.float32):
 def time_steps(config, steps: int) -> dict:
   """Compile-and-first-step time and the median of `steps` further train steps."""
   from jaxderain import experiment  # pylint: disable=g-import-not-at-top
-  from jaxderain.train.loop import replicate  # pylint: disable=g-import-not-at-top
+  from jaxderain.train.step import replicate  # pylint: disable=g-import-not-at-top
   state, train_step, backgrounds = experiment.build_training(config)
   mesh = experiment.device_mesh()
   state, backgrounds = replicate(state, mesh), replicate(backgrounds, mesh)

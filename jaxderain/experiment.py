@@ -18,7 +18,7 @@ from flax import nnx
 from jaxderain import data, models, rain
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
-from jaxderain.train import checkpoints, loop
+from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
 
 
@@ -81,15 +81,21 @@ def category(config) -> data.Category:
   return found
 
 
-def build_training(config):
-  """(step-0 TrainState, jitted train step, uint8 background set) for `config`."""
-  check(config)
+def training_backgrounds(config) -> np.ndarray:
+  """The uint8 (N, P, P, 3) background set that `config` trains on."""
   backgrounds_of = category(config)
   backgrounds = data.background_set(backgrounds_of.train, config.num_patches,
                                     config.patch_size, config.seed)
   logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
                config.patch_size, config.patch_size, len(backgrounds_of.train),
                backgrounds_of.name)
+  return backgrounds
+
+
+def build_training(config):
+  """(step-0 TrainState, jitted train step, uint8 background set) for `config`."""
+  check(config)
+  backgrounds = training_backgrounds(config)
   architecture, graphdef, state, tx = state_template(config)
   step = make_train_step(graphdef, architecture.loss(config.loss), tx, rain_range(config),
                          config.batch_size, config.flips, device_mesh(),
@@ -161,12 +167,79 @@ def train(config, workdir: str, allow_config_change: bool = False):
   workdir = pathlib.Path(workdir)
   recorded = workdir / 'config.json'
   if changes:
-    recorded.replace(workdir / f'config.before-step-{_latest_step(workdir)}.json')
+    recorded.replace(workdir / f'config.before-step-{latest_step(workdir)}.json')
   recorded.write_text(config.to_json(indent=1))
   return loop.fit(state, step, backgrounds, workdir=str(workdir),
                   total_steps=config.total_steps, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every,
                   keep_checkpoints=config.keep_checkpoints, mesh=device_mesh())
+
+
+# Fields that grid points trained together (train_together) must share: one vmapped
+# program holds one model shape, loss, batch and rain recipe, optimizer schedule and
+# checkpoint cadence. Seeds, N and categories may differ.
+TOGETHER_FIELDS = ('arch', 'model', 'loss', 'batch_size', 'patch_size', 'flips', 'rain',
+                   'total_steps', 'learning_rate', 'final_learning_rate', 'b1', 'b2',
+                   'compute_dtype', 'log_every', 'checkpoint_every', 'keep_checkpoints')
+
+
+def together_key(config) -> str:
+  """The TOGETHER_FIELDS of `config` as JSON: configs with equal keys train together."""
+  fields = json.loads(config.to_json())
+  return json.dumps({field: fields[field] for field in TOGETHER_FIELDS}, sort_keys=True)
+
+
+def check_together(configs, workdirs) -> None:
+  """Refuse configs that cannot share one vmapped program, naming the first differing
+  field of TOGETHER_FIELDS, and workdirs given twice."""
+  if len(configs) != len(workdirs) or not configs:
+    raise ConfigError(f'train_together needs one workdir per config, got {len(configs)} '
+                      f'configs and {len(workdirs)} workdirs.')
+  folders = [pathlib.Path(w).absolute() for w in workdirs]
+  if len(set(folders)) < len(folders):
+    raise ConfigError(f'train_together got a workdir twice '
+                      f'({", ".join(map(str, workdirs))}): give each grid point its own.')
+  first = json.loads(configs[0].to_json())
+  for workdir, config in zip(workdirs[1:], configs[1:]):
+    other = json.loads(config.to_json())
+    for field in TOGETHER_FIELDS:
+      if other[field] != first[field]:
+        raise ConfigError(
+            f'{workdirs[0]} and {workdir} cannot train together: config.{field} differs '
+            f'({first[field]} vs {other[field]}). Points trained together share '
+            f'{", ".join(TOGETHER_FIELDS)}; train the others separately (launch.py).')
+
+
+def train_together(configs, workdirs) -> list[tuple]:
+  """Train K grid points in one vmapped program (jaxderain/train/multi_model.py), each
+  into its own workdir in launch.py's layout (config.json, checkpoints/, event files),
+  so `launch.py --mode=eval` and the study report read them unchanged. Resumes if all K
+  hold checkpoints of one step. Off by default: it pays for small models on a GPU only
+  (see jaxderain/train/multi_model.py).
+
+  Returns [(final TrainState, logged train metrics)] per point, as `train` does."""
+  check_together(configs, workdirs)
+  for config, workdir in zip(configs, workdirs):
+    check(config)
+    check_workdir_config(config, workdir)
+  backgrounds = [training_backgrounds(config) for config in configs]
+  templates = [state_template(config) for config in configs]
+  first, (architecture, graphdef, _, tx) = configs[0], templates[0]
+  states = [template[2] for template in templates]
+  for config, workdir, state in zip(configs, workdirs, states):
+    checkpoints.check_writable(workdir, state, config.keep_checkpoints)
+    (pathlib.Path(workdir) / 'config.json').write_text(config.to_json(indent=1))
+  multi_step = multi_model.make_multi_train_step(
+      graphdef, architecture.loss(first.loss), tx, rain_range(first), first.batch_size,
+      first.flips, device_mesh(), COMPUTE_DTYPES[first.compute_dtype])
+  logging.info('Training %d grid points together: %s.', len(configs), ', '.join(
+      map(str, workdirs)))
+  final, histories = loop.fit_together(
+      states, multi_step, backgrounds, workdirs=[str(w) for w in workdirs],
+      total_steps=first.total_steps, log_every=first.log_every,
+      checkpoint_every=first.checkpoint_every, keep_checkpoints=first.keep_checkpoints,
+      mesh=device_mesh())
+  return list(zip(final, histories))
 
 
 def rain100l_pairs(config) -> data.TestSet | None:
@@ -220,7 +293,8 @@ def test_sets(config) -> list[data.TestSet]:
   return sets
 
 
-def _latest_step(workdir) -> int | None:
+def latest_step(workdir) -> int | None:
+  """The step of WORKDIR's latest checkpoint; None if it holds none."""
   folder = pathlib.Path(workdir) / 'checkpoints'
   return checkpoints.checkpoint_manager(workdir).latest_step() if folder.is_dir() else None
 
@@ -228,7 +302,7 @@ def _latest_step(workdir) -> int | None:
 def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png."""
-  if _latest_step(workdir) is None:
+  if latest_step(workdir) is None:
     raise FileNotFoundError(
         f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')

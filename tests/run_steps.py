@@ -15,7 +15,7 @@ import numpy as np
 
 from configs import grid
 from jaxderain import experiment
-from jaxderain.train.loop import replicate
+from jaxderain.train.step import replicate
 
 
 def main():

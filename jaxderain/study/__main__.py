@@ -2,6 +2,7 @@
 
   python -m jaxderain.study run --grid=claims --scale=cpu --out=studies/claims_cpu
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
+  python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
   python -m jaxderain.study report --out=studies/claims_cpu
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
@@ -29,6 +30,10 @@ _SEEDS = flags.DEFINE_list('seeds', None, "Seeds (default: the grid's own).")
 _OUT = flags.DEFINE_string('out', None, 'Study folder (points/, report/).')
 _PRINT = flags.DEFINE_bool('print_commands', False, 'Print one command per point instead '
                            'of running them.')
+_TOGETHER = flags.DEFINE_integer('together', 1, 'Train up to this many fresh points that '
+                                 'share model, batch, rain and schedule in one vmapped '
+                                 'program: for small models on a GPU (slower on a CPU '
+                                 'and for paper-scale models).', lower_bound=1)
 _CATEGORIES = flags.DEFINE_list('categories', ['natural'], 'For complexity.')
 _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR', ''),
                                 'Folder with real categories (optional).')
@@ -54,7 +59,7 @@ def main(argv):
       print('\n'.join(sweep.commands(points, _require_out())))
       return
     try:
-      summary = sweep.run(points, _require_out())
+      summary = sweep.run(points, _require_out(), together=_TOGETHER.value)
     except Preempted as stop:
       print(f'jaxderain: {stop}', file=sys.stderr)
       sys.exit(PREEMPTED_EXIT_CODE)

@@ -1,26 +1,22 @@
 """The train loop: resume from the latest checkpoint, step, log with clu, checkpoint with
 orbax under WORKDIR/checkpoints (jaxderain/train/checkpoints.py), stop cleanly on
-SIGTERM and on a non-finite loss."""
+SIGTERM and on a non-finite loss. `fit` trains one model; `fit_together` K models by one
+vmapped step (jaxderain/train/multi_model.py), each in its own workdir."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import pathlib
 import signal
 import threading
 
 import jax
 import numpy as np
 from clu import metric_writers, periodic_actions
-from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxderain.train import checkpoints
-from jaxderain.train.step import TrainState
-
-
-def replicate(tree, mesh: jax.sharding.Mesh):
-  """Place every array of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+from jaxderain.train import checkpoints, multi_model
+from jaxderain.train.step import TrainState, replicate
 
 
 # A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
@@ -127,3 +123,84 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
     checkpoints.wait(manager, step)
   writer.flush()
   return state, history
+
+
+def _named_writer(workdir: str, is_lead: bool) -> metric_writers.MetricWriter:
+  """Log lines that name the workdir's folder; event files in WORKDIR (lead process)."""
+  writers = [metric_writers.LoggingWriter(collection=pathlib.Path(workdir).name)]
+  if is_lead:
+    writers.append(metric_writers.SummaryWriter(workdir))
+  return metric_writers.AsyncMultiWriter(writers)
+
+
+def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndarray], *,
+                 workdirs: list[str], total_steps: int, log_every: int,
+                 checkpoint_every: int, keep_checkpoints: int,
+                 mesh: jax.sharding.Mesh) -> tuple[list[TrainState], list[list[dict]]]:
+  """`fit` for K models trained by one vmapped step (multi_model.make_multi_train_step):
+  each model resumes from, logs to and checkpoints into its own workdir as `fit` does.
+
+  states: the K step-0 states; backgrounds: their uint8 (N_k, P, P, 3) sets. All K
+  resume from checkpoints of one step, or all start afresh (CheckpointError otherwise).
+  A non-finite loss in any model stops all K (NonFiniteError naming its workdir); SIGTERM
+  checkpoints all K and raises Preempted. Returns the K final states and histories."""
+  managers = [checkpoints.checkpoint_manager(w, keep_checkpoints) for w in workdirs]
+  restored = [checkpoints.restore(m, s) for m, s in zip(managers, states)]
+  resumed_at = [None if r is None else int(r.step) for r in restored]
+  if len(set(resumed_at)) > 1:
+    found = ', '.join(f'{w}: {s if s is not None else "none"}'
+                      for w, s in zip(workdirs, resumed_at))
+    raise checkpoints.CheckpointError(
+        f'models trained together must resume from checkpoints of one step, but the '
+        f'latest ones differ ({found}): train these points one by one (launch.py).')
+  if resumed_at[0] is not None:
+    logging.info('Resuming %d models from their checkpoints at step %d.', len(workdirs),
+                 resumed_at[0])
+    states = restored
+  stacked = replicate(multi_model.stack_states(states), mesh)
+  pool, starts, counts = replicate(multi_model.pool_backgrounds(backgrounds), mesh)
+
+  is_lead = jax.process_index() == 0
+  writers = [_named_writer(w, is_lead) for w in workdirs]
+  step = resumed_at[0] or 0
+  last_saved = resumed_at[0]
+  pending, histories = [], [[] for _ in workdirs]
+  with sigterm_flag() as sigterm, contextlib.ExitStack() as on_error:
+    for manager in managers:
+      on_error.enter_context(checkpoints.finish_saves_on_error(manager))
+    while step < total_steps:
+      stacked, metrics = multi_step(stacked, pool, starts, counts)
+      step += 1
+      pending.append((step, metrics))
+      save_now = step % checkpoint_every == 0 or step == total_steps or sigterm.is_set()
+      if step % log_every and not save_now:
+        continue
+      pending = [(s, jax.device_get(m)) for s, m in pending]
+      per_model = [[(s, {name: v[k] for name, v in m.items()}) for s, m in pending]
+                   for k in range(len(workdirs))]
+      for workdir, logged in zip(workdirs, per_model):
+        try:
+          check_finite(logged, last_saved)
+        except NonFiniteError as error:
+          raise NonFiniteError(f'{workdir}: {error}') from None
+      if step % log_every == 0 or step == total_steps:
+        for writer, history, logged in zip(writers, histories, per_model):
+          summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in logged])
+          writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+          history.append({'step': step, **summary})
+        pending = []
+      if save_now:
+        for k, manager in enumerate(managers):
+          checkpoints.save(manager, step, multi_model.unstack_state(stacked, k))
+        last_saved = step
+      if sigterm.is_set():
+        for manager in managers:
+          checkpoints.wait(manager, step)
+        for writer in writers:
+          writer.flush()
+        raise Preempted(step, f'each of ({", ".join(workdirs)})')
+    for manager in managers:
+      checkpoints.wait(manager, step)
+  for writer in writers:
+    writer.flush()
+  return [multi_model.unstack_state(stacked, k) for k in range(len(workdirs))], histories

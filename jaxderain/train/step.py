@@ -37,6 +37,11 @@ def device_mesh() -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def replicate(tree, mesh: jax.sharding.Mesh):
+  """Place every array of `tree` on all devices of `mesh`."""
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
 def make_optimizer(learning_rate: float, b1: float, b2: float, total_steps: int,
                    final_learning_rate: float = 0.0) -> optax.GradientTransformation:
   """Adam with cosine annealing over the whole run (period = total steps)."""
@@ -54,11 +59,15 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, key: jax.Arr
   return graphdef, state
 
 
-def sample_batch(key, backgrounds, batch_size: int, flips: bool):
+def sample_batch(key, backgrounds, batch_size: int, flips: bool, start=0, count=None):
   """Clean backgrounds B: float32 (batch, P, P, 3) in [0, 1], drawn with replacement from
-  the uint8 (N, P, P, 3) background set, each randomly flipped in H and W if `flips`."""
+  the uint8 (N, P, P, 3) background set, each randomly flipped in H and W if `flips`.
+
+  start, count: int32 scalars (may be traced) to draw from backgrounds[start:start+count]
+  only, one model's share of a pool of several sets; default: the whole set."""
   k_idx, k_flip = jax.random.split(key)
-  index = jax.random.randint(k_idx, (batch_size,), 0, backgrounds.shape[0])
+  count = backgrounds.shape[0] if count is None else count
+  index = start + jax.random.randint(k_idx, (batch_size,), 0, count)
   clean = backgrounds[index].astype(jnp.float32) / 255.0
   if flips:
     flip = jax.random.bernoulli(k_flip, 0.5, (2, batch_size))[:, :, None, None, None]
@@ -73,22 +82,25 @@ def cast_floats(tree, dtype):
       lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation,
-                    rain_range: rain.RainRange, batch_size: int, flips: bool,
-                    mesh: jax.sharding.Mesh, compute_dtype=jnp.float32):
-  """A jitted `step(state, backgrounds) -> (state, metrics)`, batch sharded over `mesh`'s
-  'data' axis; state and backgrounds are replicated.
+def make_step_function(graphdef, loss_fn: Callable, tx: optax.GradientTransformation,
+                       rain_range: rain.RainRange, batch_size: int, flips: bool,
+                       mesh: jax.sharding.Mesh, compute_dtype=jnp.float32):
+  """The pure, un-jitted `step(state, backgrounds, start=0, count=None) -> (state,
+  metrics)` that make_train_step jits (and multi_model vmaps); start and count select
+  the model's share of the background set as in sample_batch. The batch is sharded over
+  `mesh`'s 'data' axis.
 
   compute_dtype: the dtype of the model's forward and backward pass (mixed precision with
   bfloat16): parameters and optimizer state stay float32 (the master weights), the loss
   and gradients are float32. bfloat16 has float32's exponent range, so no loss scaling."""
   batch_sharding = NamedSharding(mesh, PartitionSpec('data'))
 
-  def step(state: TrainState, backgrounds):
+  def step(state: TrainState, backgrounds, start=0, count=None):
     key = jax.random.fold_in(state.key, state.step)
     k_background, k_rain = jax.random.split(key)
     clean = jax.lax.with_sharding_constraint(
-        sample_batch(k_background, backgrounds, batch_size, flips), batch_sharding)
+        sample_batch(k_background, backgrounds, batch_size, flips, start, count),
+        batch_sharding)
     height, width = clean.shape[1:3]
     rain_layer = jax.lax.with_sharding_constraint(
         rain.synthesize(k_rain, batch_size, height, width, rain_range), batch_sharding)
@@ -108,4 +120,15 @@ def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformatio
                               model_state=model_state, opt_state=opt_state)
     return new_state, {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
 
+  return step
+
+
+def make_train_step(graphdef, loss_fn: Callable, tx: optax.GradientTransformation,
+                    rain_range: rain.RainRange, batch_size: int, flips: bool,
+                    mesh: jax.sharding.Mesh, compute_dtype=jnp.float32):
+  """A jitted `step(state, backgrounds) -> (state, metrics)`, batch sharded over `mesh`'s
+  'data' axis; state and backgrounds are replicated. compute_dtype: see
+  make_step_function."""
+  step = make_step_function(graphdef, loss_fn, tx, rain_range, batch_size, flips, mesh,
+                            compute_dtype)
   return jax.jit(step, donate_argnums=0)
