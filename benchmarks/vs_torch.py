@@ -143,6 +143,11 @@ def time_config(name: str, steps: int, bf16: bool, device: str, rates: dict) -> 
             'batch_size': batch, 'patch_size': patch, 'gflop_per_step': flops / 1e9,
             'steps_timed': steps, 'torch': torch.__version__,
             'torch_threads': torch.get_num_threads(),
+            'float32_precision': {'jax_default_matmul_precision':
+                                      str(jax.config.jax_default_matmul_precision),
+                                  'torch_cudnn_allow_tf32': torch.backends.cudnn.allow_tf32,
+                                  'torch_matmul_allow_tf32':
+                                      torch.backends.cuda.matmul.allow_tf32},
             'matmul_float32_gflops': rates}
   for framework, seconds in medians.items():
     record[f'{framework}_s'] = seconds
@@ -221,7 +226,7 @@ def main(argv):
   records = []
   for name in _CONFIGS.value:
     records.append(time_config(name, _STEPS.value, name in _BF16.value, device, rates))
-    print(json.dumps(records[-1]), file=sys.stderr, flush=True)
+    print(json.dumps(records[-1]), file=sys.stderr, flush=True)  # progress
   if _MEMORY.value:
     records += memory_records()
   report(records, _OUT.value)
