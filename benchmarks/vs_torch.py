@@ -36,6 +36,7 @@ from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 cpu_flags.apply_fast_cpu_flag()
 
 import json  # pylint: disable=g-import-not-at-top
+import pathlib
 import resource
 import statistics
 import subprocess
@@ -56,6 +57,7 @@ _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps per framework and config
 _BF16 = flags.DEFINE_list('bf16', ['b', 'c', 'cpu', 'unet', 'swinir'],
                           'Configs also timed in bfloat16 (both frameworks).')
 _MEMORY = flags.DEFINE_bool('memory', False, 'Also measure peak resident memory.')
+_TIMING = flags.DEFINE_bool('timing', True, 'Time the configs (--notiming: memory only).')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: one memory measurement, e.g. '
                              'train:a, eval:unet or tiled:4000x3000.')
 _OUT = flags.DEFINE_string('out', 'benchmarks/results/vs_torch.json', 'JSON output.')
@@ -161,7 +163,12 @@ def time_config(name: str, steps: int, bf16: bool, device: str, rates: dict) -> 
 
 
 def peak_rss_gb() -> float:
-  """This process's peak resident memory so far (GB; Linux reports KiB)."""
+  """This process's peak resident memory so far (GB): VmHWM of /proc/self/status on Linux
+  (getrusage's ru_maxrss would carry the parent's peak over fork and exec)."""
+  status = pathlib.Path('/proc/self/status')
+  if status.exists():
+    line = next(l for l in status.read_text().splitlines() if l.startswith('VmHWM:'))
+    return int(line.split()[1]) * 1024 / 1e9
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
@@ -222,9 +229,9 @@ def main(argv):
   device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
   if device == 'cpu':
     torch.set_num_threads(os.cpu_count())
-  rates = matmul_rates(device)
   records = []
-  for name in _CONFIGS.value:
+  rates = matmul_rates(device) if _TIMING.value else {}
+  for name in _CONFIGS.value if _TIMING.value else []:
     records.append(time_config(name, _STEPS.value, name in _BF16.value, device, rates))
     print(json.dumps(records[-1]), file=sys.stderr, flush=True)  # progress
   if _MEMORY.value:
