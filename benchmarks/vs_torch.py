@@ -2,6 +2,7 @@
 
   python benchmarks/vs_torch.py [--configs=a,b,c,cpu,unet,swinir] [--steps=10]
                                 [--memory] [--out=benchmarks/results/vs_torch.json]
+  python benchmarks/vs_torch.py --notiming --memory --out=benchmarks/results/vs_torch_memory.json
 
 Needs torch (CPU or CUDA; a benchmark-only dependency, not in requirements.txt).
 Configs (float32 unless noted):
