@@ -3,19 +3,24 @@
   python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo
   python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo \
       --mode=eval
+
+Several processes (hosts) train one run when each is started with the same command:
+TPU VM slices, SLURM (srun) and Open MPI (mpirun) are detected; elsewhere pass
+--coordinator_address=HOST:PORT (process 0's) --num_processes=N --process_id=I.
 """
 
 from jaxderain import cpu_flags
 
 _FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
 
-import sys  # pylint: disable=g-import-not-at-top
+import os  # pylint: disable=g-import-not-at-top
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxderain import console, experiment
+from jaxderain import console, distributed, experiment
 from jaxderain.data import ImageError
 from jaxderain.train.checkpoints import CheckpointError
 from jaxderain.train.loop import PREEMPTED_EXIT_CODE, NonFiniteError, Preempted
@@ -27,6 +32,17 @@ _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'Train, or evaluat
                           'latest checkpoint of --workdir.')
 _ALLOW_CHANGE = flags.DEFINE_bool('allow_config_change', False, 'Continue (or evaluate) a '
                                    'workdir trained with different training fields.')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', ['auto', 'on', 'off'], 'Start jax.distributed (one run over '
+    'several processes): auto = when --coordinator_address, --num_processes and --process_id '
+    'are given or the environment says this is one of several processes (TPU slice, '
+    'SLURM_NTASKS>1, OMPI_COMM_WORLD_SIZE>1, JAX_COORDINATOR_ADDRESS).')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None, "Process 0's HOST:PORT, the "
+                                   'same for every process (clusters JAX does not detect).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'The number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, "This process's id, 0 to N-1.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer('distributed_timeout', 300, 'Seconds to wait '
+                                            'for every process to join the run.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -46,6 +62,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.quiet_library_logs()
+  try:
+    started = distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
+                                     _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                     _DISTRIBUTED_TIMEOUT.value, os.environ)
+  except distributed.DistributedError as error:
+    sys.exit(f'error: {error}')
+  if started:
+    logging.info('Process %d of %d (%s); its devices: %s', jax.process_index(),
+                 jax.process_count(), started, jax.local_devices())
   logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), _FAST_FLAG)
   try:
     run = experiment.train if _MODE.value == 'train' else experiment.evaluate

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxderain import data, models, rain
+from jaxderain import data, distributed, models, rain
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
 from jaxderain.train import checkpoints, loop, multi_model
@@ -53,10 +53,11 @@ COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 def check(config) -> None:
   """Fail before any work on values that cannot run."""
-  devices = jax.device_count()
+  devices, processes = jax.device_count(), jax.process_count()
   if config.batch_size % devices:
+    of_all = f' of the {processes} processes' if processes > 1 else ''
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
-                      f'devices: set --config.batch_size to a multiple of {devices}.')
+                      f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
   for field in ('batch_size', 'total_steps', 'patch_size', 'num_patches', 'log_every',
                 'checkpoint_every'):
     if config[field] < 1:
@@ -158,17 +159,36 @@ def check_workdir_config(config, workdir, allow_change: bool = False) -> list[st
   return changes
 
 
+def check_workdir_path(workdir: str) -> None:
+  """Refuse a URL as WORKDIR: the workdir is read and written as a local path."""
+  if '://' in str(workdir):
+    raise ConfigError(f'--workdir={workdir} is a URL, but the workdir must be a folder path: '
+                      'mount the bucket (e.g. gcsfuse BUCKET /mnt/BUCKET) and pass a folder '
+                      'under the mount point.')
+
+
 def train(config, workdir: str, allow_config_change: bool = False):
   """Train the grid point into WORKDIR (resuming if it holds checkpoints). A workdir
-  trained with other training fields is refused unless `allow_config_change`."""
+  trained with other training fields is refused unless `allow_config_change`.
+
+  In a multi-process run every process calls this with the same config and WORKDIR, a
+  folder all of them see; process 0 writes WORKDIR/config.json and the logs, and all
+  processes save each checkpoint together (written once)."""
+  check_workdir_path(workdir)
   changes = check_workdir_config(config, workdir, allow_config_change)
   state, step, backgrounds = build_training(config)
   checkpoints.check_writable(workdir, state, config.keep_checkpoints)
   workdir = pathlib.Path(workdir)
+  if missing := distributed.processes_not_seeing(workdir / 'checkpoints'):
+    raise ConfigError(f'the workdir {workdir} is not shared: processes {missing} do not see '
+                      "process 0's files in it. Pass a --workdir on a filesystem every host "
+                      'mounts (NFS, Filestore, a gcsfuse-mounted bucket).')
   recorded = workdir / 'config.json'
-  if changes:
-    recorded.replace(workdir / f'config.before-step-{latest_step(workdir)}.json')
-  recorded.write_text(config.to_json(indent=1))
+  distributed.barrier('every process has read config.json')
+  if jax.process_index() == 0:
+    if changes:
+      recorded.replace(workdir / f'config.before-step-{latest_step(workdir)}.json')
+    recorded.write_text(config.to_json(indent=1))
   return loop.fit(state, step, backgrounds, workdir=str(workdir),
                   total_steps=config.total_steps, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every,
@@ -301,7 +321,9 @@ def latest_step(workdir) -> int | None:
 
 def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
-  last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png."""
+  last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
+  multi-process run, every process evaluates and process 0 writes)."""
+  check_workdir_path(workdir)
   if latest_step(workdir) is None:
     raise FileNotFoundError(
         f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
@@ -317,7 +339,8 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
     state = checkpoints.restore(manager, template, step)
     results = evaluate_sets(predict, state.params, state.model_state, sets, step=step,
                             threshold=config.eval.rain_threshold, earlier=earlier,
-                            outdir=(pathlib.Path(workdir) / 'eval' if step == steps[-1]
+                            outdir=(pathlib.Path(workdir) / 'eval'
+                                    if step == steps[-1] and jax.process_index() == 0
                                     else None),
                             strip_images=config.eval.strip_images)
     earlier.append(results)

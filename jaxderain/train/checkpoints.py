@@ -123,7 +123,7 @@ def check_writable(workdir, state, keep: int | None) -> None:
   folder = pathlib.Path(workdir).absolute() / 'checkpoints'
   try:
     folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / '.write_probe'
+    probe = folder / f'.write_probe.{jax.process_index()}'  # one per process
     probe.write_bytes(b'0')
     probe.unlink()
   except OSError as error:

@@ -14,6 +14,7 @@ import threading
 import jax
 import numpy as np
 from clu import metric_writers, periodic_actions
+from jax.experimental import multihost_utils
 
 from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.step import TrainState, replicate
@@ -51,6 +52,19 @@ def sigterm_flag():
     signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def stop_signal():
+  """Within the block, `stopped(step) -> bool`, called once after every step: True once
+  SIGTERM arrived. With several processes, jax.distributed's preemption sync (which
+  handles SIGTERM itself) makes it True at the same step in all of them, so they save
+  that step together."""
+  if jax.process_count() > 1:
+    yield multihost_utils.reached_preemption_sync_point
+    return
+  with sigterm_flag() as sigterm:
+    yield lambda step: sigterm.is_set()
+
+
 # The metrics checked for finiteness, and what they say about the run.
 WATCHED = {'loss': 'the loss', 'grad_norm': 'the gradients'}
 
@@ -76,18 +90,19 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
         mesh: jax.sharding.Mesh) -> tuple[TrainState, list[dict]]:
   """Train until `total_steps`, resuming from WORKDIR/checkpoints if it holds a checkpoint.
 
-  state: the step-0 state (also the layout for restoring). backgrounds: uint8
-  (N, P, P, 3), put on every device once. Returns the final state and the logged
-  train metrics of this call, [{'step': s, 'loss': mean since the last log, ...}].
-  The loss and gradient norm are checked before every checkpoint and log (NonFiniteError);
-  SIGTERM checkpoints the current step and raises Preempted.
+  state: the step-0 state; it and backgrounds, uint8 (N, P, P, 3), are put on every
+  device of `mesh` once (the layout checkpoints are restored to). Returns the final state
+  and the logged train metrics of this call, [{'step': s, 'loss': mean since the last
+  log, ...}]. The loss and gradient norm are checked before every checkpoint and log
+  (NonFiniteError); SIGTERM checkpoints the current step and raises Preempted. In a
+  multi-process run every process calls this with the same values; process 0 logs.
   """
   manager = checkpoints.checkpoint_manager(workdir, keep_checkpoints)
-  restored = checkpoints.restore(manager, state)
+  state = replicate(state, mesh)
+  restored = checkpoints.restore(manager, state)  # onto the devices of `state`
   if restored is not None:
     logging.info('Resuming from checkpoint at step %d.', int(restored.step))
     state = restored
-  state = replicate(state, mesh)
   backgrounds = replicate(backgrounds, mesh)
 
   is_lead = jax.process_index() == 0
@@ -97,13 +112,14 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   step = int(state.step)
   last_saved = manager.latest_step()
   pending, history = [], []
-  with sigterm_flag() as sigterm, checkpoints.finish_saves_on_error(manager):
+  with stop_signal() as stopped, checkpoints.finish_saves_on_error(manager):
     while step < total_steps:
       state, metrics = train_step(state, backgrounds)
       step += 1
       pending.append((step, metrics))
       progress(step)
-      save_now = step % checkpoint_every == 0 or step == total_steps or sigterm.is_set()
+      stop_now = stopped(step)
+      save_now = step % checkpoint_every == 0 or step == total_steps or stop_now
       if step % log_every and not save_now:
         continue
       pending = [(s, jax.device_get(m)) for s, m in pending]
@@ -116,7 +132,7 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
       if save_now:
         checkpoints.save(manager, step, state)
         last_saved = step
-      if sigterm.is_set():
+      if stop_now:
         checkpoints.wait(manager, step)
         writer.flush()
         raise Preempted(step, workdir)

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -38,8 +39,12 @@ def device_mesh() -> jax.sharding.Mesh:
 
 
 def replicate(tree, mesh: jax.sharding.Mesh):
-  """Place every array of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+  """Place every array of `tree` on all devices of `mesh`, which may span processes;
+  every process passes the same values. (jax 0.10.2's device_put of an array already on
+  a device gives a broken array when each process has a single device.)"""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float, total_steps: int,
