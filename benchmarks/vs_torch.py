@@ -221,6 +221,17 @@ def memory_records() -> list[dict]:
   return records
 
 
+def print_table(records: list[dict]) -> None:
+  """The timing records as a Markdown table on stderr (stdout keeps one JSON per line)."""
+  print('| config | jax s | torch s | ratio | jax GFLOP/s | torch GFLOP/s | jax bf16 speedup |\n'
+        '|---|---|---|---|---|---|---|', file=sys.stderr)
+  for r in records:
+    if r['benchmark'] == 'vs_torch':
+      bf16 = f"{r['jax_bf16_speedup']:.2f}x" if 'jax_bf16_speedup' in r else '-'
+      print(f"| {r['config']} | {r['jax_s']:.4g} | {r['torch_s']:.4g} | {r['ratio']:.2f} | "
+            f"{r['jax_gflops']:.0f} | {r['torch_gflops']:.0f} | {bf16} |", file=sys.stderr)
+
+
 def main(argv):
   del argv
   if _CHILD.value:
@@ -238,6 +249,7 @@ def main(argv):
   if _MEMORY.value:
     records += memory_records()
   report(records, _OUT.value)
+  print_table(records)
 
 
 if __name__ == '__main__':
