@@ -10,6 +10,7 @@ import logging
 import pathlib
 import signal
 import threading
+from typing import Callable
 
 import jax
 import numpy as np
@@ -85,6 +86,64 @@ def check_finite(logged: list[tuple[int, dict]], last_good: int | None) -> None:
           '--workdir.')
 
 
+def _train_until(state, run_step, *, workdirs: list[str], managers, writers, histories,
+                 total_steps: int, log_every: int, checkpoint_every: int,
+                 metrics_of: Callable, state_of: Callable, progress: Callable | None = None):
+  """The loop shared by `fit` and `fit_together`: run_step(state) -> (state, metrics)
+  until `total_steps`; every log step, model k's mean metrics (metrics_of(metrics, k))
+  go to writers[k] and histories[k]; every checkpoint step, state_of(state, k) is saved
+  by managers[k]. The metrics are checked for finiteness at both (NonFiniteError, naming
+  the workdir when there are several); SIGTERM saves the current step and raises
+  Preempted. Returns the final state."""
+  step = int(np.ravel(jax.device_get(state.step))[0])  # (K,) steps, all equal, for K models
+  last_saved = managers[0].latest_step()
+  pending = []
+  with stop_signal() as stopped, contextlib.ExitStack() as on_error:
+    for manager in managers:
+      on_error.enter_context(checkpoints.finish_saves_on_error(manager))
+    while step < total_steps:
+      state, metrics = run_step(state)
+      step += 1
+      pending.append((step, metrics))
+      if progress:
+        progress(step)
+      stop_now = stopped(step)
+      save_now = step % checkpoint_every == 0 or step == total_steps or stop_now
+      if step % log_every and not save_now:
+        continue
+      pending = [(s, jax.device_get(m)) for s, m in pending]
+      per_model = [[(s, metrics_of(m, k)) for s, m in pending] for k in range(len(workdirs))]
+      for workdir, logged in zip(workdirs, per_model):
+        try:
+          check_finite(logged, last_saved)
+        except NonFiniteError as error:
+          if len(workdirs) == 1:
+            raise
+          raise NonFiniteError(f'{workdir}: {error}') from None
+      if step % log_every == 0 or step == total_steps:
+        for writer, history, logged in zip(writers, histories, per_model):
+          summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in logged])
+          writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
+          history.append({'step': step, **summary})
+        pending = []
+      if save_now:
+        for k, manager in enumerate(managers):
+          checkpoints.save(manager, step, state_of(state, k))
+        last_saved = step
+      if stop_now:
+        for manager in managers:
+          checkpoints.wait(manager, step)
+        for writer in writers:
+          writer.flush()
+        raise Preempted(step, workdirs[0] if len(workdirs) == 1 else
+                        f'each of ({", ".join(workdirs)})')
+    for manager in managers:
+      checkpoints.wait(manager, step)
+  for writer in writers:
+    writer.flush()
+  return state
+
+
 def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
         total_steps: int, log_every: int, checkpoint_every: int, keep_checkpoints: int,
         mesh: jax.sharding.Mesh) -> tuple[TrainState, list[dict]]:
@@ -109,35 +168,12 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_lead)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=log_every)
-  step = int(state.step)
-  last_saved = manager.latest_step()
-  pending, history = [], []
-  with stop_signal() as stopped, checkpoints.finish_saves_on_error(manager):
-    while step < total_steps:
-      state, metrics = train_step(state, backgrounds)
-      step += 1
-      pending.append((step, metrics))
-      progress(step)
-      stop_now = stopped(step)
-      save_now = step % checkpoint_every == 0 or step == total_steps or stop_now
-      if step % log_every and not save_now:
-        continue
-      pending = [(s, jax.device_get(m)) for s, m in pending]
-      check_finite(pending, last_saved)
-      if step % log_every == 0 or step == total_steps:
-        summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in pending])
-        writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
-        history.append({'step': step, **summary})
-        pending = []
-      if save_now:
-        checkpoints.save(manager, step, state)
-        last_saved = step
-      if stop_now:
-        checkpoints.wait(manager, step)
-        writer.flush()
-        raise Preempted(step, workdir)
-    checkpoints.wait(manager, step)
-  writer.flush()
+  history = []
+  state = _train_until(
+      state, lambda s: train_step(s, backgrounds), workdirs=[workdir], managers=[manager],
+      writers=[writer], histories=[history], total_steps=total_steps, log_every=log_every,
+      checkpoint_every=checkpoint_every, metrics_of=lambda m, k: m,
+      state_of=lambda s, k: s, progress=progress)
   return state, history
 
 
@@ -177,46 +213,12 @@ def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndar
   pool, starts, counts = replicate(multi_model.pool_backgrounds(backgrounds), mesh)
 
   is_lead = jax.process_index() == 0
-  writers = [_named_writer(w, is_lead) for w in workdirs]
-  step = resumed_at[0] or 0
-  last_saved = resumed_at[0]
-  pending, histories = [], [[] for _ in workdirs]
-  with sigterm_flag() as sigterm, contextlib.ExitStack() as on_error:
-    for manager in managers:
-      on_error.enter_context(checkpoints.finish_saves_on_error(manager))
-    while step < total_steps:
-      stacked, metrics = multi_step(stacked, pool, starts, counts)
-      step += 1
-      pending.append((step, metrics))
-      save_now = step % checkpoint_every == 0 or step == total_steps or sigterm.is_set()
-      if step % log_every and not save_now:
-        continue
-      pending = [(s, jax.device_get(m)) for s, m in pending]
-      per_model = [[(s, {name: v[k] for name, v in m.items()}) for s, m in pending]
-                   for k in range(len(workdirs))]
-      for workdir, logged in zip(workdirs, per_model):
-        try:
-          check_finite(logged, last_saved)
-        except NonFiniteError as error:
-          raise NonFiniteError(f'{workdir}: {error}') from None
-      if step % log_every == 0 or step == total_steps:
-        for writer, history, logged in zip(writers, histories, per_model):
-          summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in logged])
-          writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
-          history.append({'step': step, **summary})
-        pending = []
-      if save_now:
-        for k, manager in enumerate(managers):
-          checkpoints.save(manager, step, multi_model.unstack_state(stacked, k))
-        last_saved = step
-      if sigterm.is_set():
-        for manager in managers:
-          checkpoints.wait(manager, step)
-        for writer in writers:
-          writer.flush()
-        raise Preempted(step, f'each of ({", ".join(workdirs)})')
-    for manager in managers:
-      checkpoints.wait(manager, step)
-  for writer in writers:
-    writer.flush()
+  histories = [[] for _ in workdirs]
+  stacked = _train_until(
+      stacked, lambda s: multi_step(s, pool, starts, counts), workdirs=workdirs,
+      managers=managers, writers=[_named_writer(w, is_lead) for w in workdirs],
+      histories=histories, total_steps=total_steps, log_every=log_every,
+      checkpoint_every=checkpoint_every,
+      metrics_of=lambda m, k: {name: value[k] for name, value in m.items()},
+      state_of=multi_model.unstack_state)
   return [multi_model.unstack_state(stacked, k) for k in range(len(workdirs))], histories
