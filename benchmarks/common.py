@@ -14,12 +14,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from configs import grid
 from jaxderain import models
 from jaxderain.rain import TRAINING_RANGES
-from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
+from jaxderain.train.step import (device_mesh, init_state, make_optimizer, make_train_step,
+                                  replicate)
 
 # Configs of the JAX-vs-PyTorch comparison (issue 6), name -> (arch, model options, batch,
 # patch side): a-c the ResNet at three sizes, then the `cpu` presets of configs/grid.py.
@@ -45,9 +45,7 @@ def jax_step(arch, hparams, batch, patch, compute_dtype=jnp.float32):
   step = make_train_step(graphdef, models.get(arch).loss('l1'), tx, TRAINING_RANGES['medium'],
                          batch, True, mesh, compute_dtype)
   backgrounds = np.random.default_rng(0).integers(0, 256, (64, patch, patch, 3), np.uint8)
-  replicated = NamedSharding(mesh, PartitionSpec())
-  holder = {'state': jax.device_put(state, replicated),
-            'backgrounds': jax.device_put(backgrounds, replicated)}
+  holder = {'state': replicate(state, mesh), 'backgrounds': replicate(backgrounds, mesh)}
 
   def run():
     holder['state'], metrics = step(holder['state'], holder['backgrounds'])
@@ -56,27 +54,36 @@ def jax_step(arch, hparams, batch, patch, compute_dtype=jnp.float32):
   return model, run
 
 
-def time_steps(config, steps: int) -> dict:
-  """Compile-and-first-step time and the median of `steps` further train steps."""
-  from jaxderain import experiment  # pylint: disable=g-import-not-at-top
-  from jaxderain.train.step import replicate  # pylint: disable=g-import-not-at-top
-  state, train_step, backgrounds = experiment.build_training(config)
-  mesh = experiment.device_mesh()
-  state, backgrounds = replicate(state, mesh), replicate(backgrounds, mesh)
+def time_calls(call, steps: int) -> dict:
+  """Seconds of `call()` (which waits for its results): the first call (compilation
+  included), then the median and min of `steps` calls after one more warm-up."""
   start = time.perf_counter()
-  state, metrics = train_step(state, backgrounds)
-  jax.block_until_ready(metrics)
-  compile_and_first = time.perf_counter() - start
-  state, metrics = train_step(state, backgrounds)
-  jax.block_until_ready(metrics)
+  call()
+  first = time.perf_counter() - start
+  call()
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = train_step(state, backgrounds)
-    jax.block_until_ready(metrics)
+    call()
     times.append(time.perf_counter() - start)
-  return {'median_step_s': statistics.median(times), 'min_step_s': min(times),
-          'steps_timed': steps, 'first_step_s': compile_and_first}
+  return {'first_s': first, 'median_s': statistics.median(times), 'min_s': min(times)}
+
+
+def time_steps(config, steps: int) -> dict:
+  """Compile-and-first-step time and the median of `steps` further train steps."""
+  from jaxderain import experiment  # pylint: disable=g-import-not-at-top
+  state, train_step, backgrounds = experiment.build_training(config)
+  mesh = experiment.device_mesh()
+  holder = {'state': replicate(state, mesh)}
+  backgrounds = replicate(backgrounds, mesh)
+
+  def step():
+    holder['state'], metrics = train_step(holder['state'], backgrounds)
+    jax.block_until_ready(metrics)
+
+  times = time_calls(step, steps)
+  return {'median_step_s': times['median_s'], 'min_step_s': times['min_s'],
+          'steps_timed': steps, 'first_step_s': times['first_s']}
 
 
 def report(results: list[dict], out: str) -> None:

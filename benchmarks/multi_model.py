@@ -23,15 +23,12 @@ from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
 cpu_flags.apply_fast_cpu_flag()
 
-import statistics  # pylint: disable=g-import-not-at-top
-import time
-
-import jax
+import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 from absl import app, flags
 from flax import nnx
 
-from benchmarks.common import report
+from benchmarks.common import report, time_calls
 from configs import grid
 from jaxderain import models, rain
 from jaxderain.train import multi_model
@@ -54,21 +51,6 @@ def fresh_state(config, seed: int):
                       config.final_learning_rate)
   graphdef, state = init_state(model, tx, train_key)
   return graphdef, state, tx
-
-
-def time_calls(call, steps: int) -> dict:
-  """Seconds of `call()` (which waits for its results): the first call (compilation
-  included), then the median and min of `steps` calls after one more warm-up."""
-  start = time.perf_counter()
-  call()
-  first = time.perf_counter() - start
-  call()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    call()
-    times.append(time.perf_counter() - start)
-  return {'first_s': first, 'median_s': statistics.median(times), 'min_s': min(times)}
 
 
 def compare(config, num_models: int, steps: int, mesh, single_step) -> dict:

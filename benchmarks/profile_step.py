@@ -24,7 +24,6 @@ cpu_flags.apply_fast_cpu_flag()
 import collections  # pylint: disable=g-import-not-at-top
 import glob
 import re
-import statistics
 import tempfile
 import time
 
@@ -34,7 +33,7 @@ import numpy as np
 from absl import app, flags
 
 
-from benchmarks.common import CONFIGS, jax_step, report
+from benchmarks.common import CONFIGS, jax_step, report, time_calls
 
 _CONFIGS = flags.DEFINE_list('configs', ['c', 'b'], 'ResNet configs of vs_torch.py.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Profiled (and per-conv timed) steps.')
@@ -71,16 +70,6 @@ def op_time(name: str, steps: int) -> dict:
                       for kind, ms in by_kind.most_common(8)}}
 
 
-def _median_ms(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times) * 1e3
-
-
 def conv_times(name: str, repeats: int) -> dict:
   """Forward, dx and dw of one inner 3x3 convolution, XLA vs PyTorch channels_last."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -111,8 +100,9 @@ def conv_times(name: str, repeats: int) -> dict:
   record = {'benchmark': 'profile_step', 'config': name, 'record': 'conv',
             'shape_nhwc': [batch, size, size, channels], 'gflop_each': gflop}
   for part in jax_fns:
-    jax_ms = _median_ms(lambda: jax.block_until_ready(jax_fns[part](x, w)), repeats)
-    torch_ms = _median_ms(torch_fns[part], repeats)
+    jax_ms = time_calls(lambda: jax.block_until_ready(jax_fns[part](x, w)),
+                        repeats)['median_s'] * 1e3
+    torch_ms = time_calls(torch_fns[part], repeats)['median_s'] * 1e3
     record[part] = {'jax_ms': jax_ms, 'torch_ms': torch_ms,
                     'jax_gflops': gflop / jax_ms * 1e3, 'torch_gflops': gflop / torch_ms * 1e3}
   return record

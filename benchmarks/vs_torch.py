@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.common import CONFIGS, LEARNING_RATE, jax_step, report
+from benchmarks.common import CONFIGS, LEARNING_RATE, jax_step, report, time_calls
 from configs import grid
 from jaxderain import models
 
@@ -112,22 +112,13 @@ def matmul_rates(device, n=4096, repeats=5) -> dict:
   rates = {}
   x = jax.random.uniform(jax.random.key(0), (n, n))
   product = jax.jit(lambda a: a @ a)
-  product(x).block_until_ready()
-  best = min(_timed(lambda: product(x).block_until_ready()) for _ in range(repeats))
+  best = time_calls(lambda: product(x).block_until_ready(), repeats)['min_s']
   rates['jax'] = 2 * n**3 / best / 1e9
   y = torch.rand(n, n, device=device)
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
-  y @ y
-  sync()
-  best = min(_timed(lambda: (y @ y, sync())) for _ in range(repeats))
+  best = time_calls(lambda: (y @ y, sync()), repeats)['min_s']
   rates['torch'] = 2 * n**3 / best / 1e9
   return rates
-
-
-def _timed(fn) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def time_config(name: str, steps: int, bf16: bool, device: str, rates: dict) -> dict:
