@@ -15,7 +15,7 @@ import os
 
 import ml_collections
 
-from jaxderain.rain import TRAINING_RANGES
+from jaxderain.rain import TRAINING_RANGES, shifts
 
 # Per architecture and scale: the model's keyword options (models/<arch>.py).
 MODELS = {
@@ -163,4 +163,7 @@ def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
   # they swing between checkpoints at small scales.
   config.eval.average_last = 1
   config.eval.extra_categories = ()  # also test on these categories' held-out sets
+  # Test rains moved step by step away from the training rain along these axes
+  # (angle, length, width; jaxderain/rain/shifts.py): how unseen must test rain be?
+  config.eval.rain_shifts = () if point['scale'] == 'smoke' else shifts.AXES
   return config

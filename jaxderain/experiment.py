@@ -16,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxderain import data, distributed, models, rain
+from jaxderain.rain import shifts
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
 from jaxderain.train import checkpoints, loop, multi_model
@@ -63,6 +64,7 @@ def check(config) -> None:
     if config[field] < 1:
       raise ConfigError(f'{field} must be positive, got {config[field]}.')
   rain_range(config)
+  rain_shifts(config)
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f'compute_dtype {config.compute_dtype!r} is not one of '
                       f'{", ".join(COMPUTE_DTYPES)}: set --config.compute_dtype to one.')
@@ -279,6 +281,14 @@ def rain100l_pairs(config) -> data.TestSet | None:
   return data.paired_folder('rain100L', folder, limit) if folder.is_dir() else None
 
 
+def rain_shifts(config) -> list[shifts.ShiftedRain]:
+  """The shifted test rains of config.eval.rain_shifts (axes of rain/shifts.py)."""
+  try:
+    return shifts.family(tuple(config.eval.rain_shifts))
+  except ValueError as error:
+    raise ConfigError(f'config.eval.rain_shifts: {error}') from None
+
+
 def _short(category_name: str) -> str:
   """A category's name for test-set names: the last part of a folder path."""
   return category_name.rstrip('/').split('/')[-1]
@@ -290,14 +300,18 @@ def test_sets(config) -> list[data.TestSet]:
   - `<cat>_rain100L` and `rain100L`: Rain100L's rain layers on them, and Rain100L as
     given, when a Rain100L folder or build is known;
   - the same held-out sets of each category in eval.extra_categories (cross-category);
+  - `<cat>_<axis><value>`: the shifted rains of eval.rain_shifts (rain/shifts.py) on the
+    category's held-out backgrounds, one parameter moved away from the training rain,
+    all with one rain key, so the sets differ only in that parameter;
   - `<cat>_train`: the run's own training patches with fresh draws of its own training
     rain (not unseen: the convergence check, did the run learn its task?)."""
   size, seed, count = config.eval.image_size, config.eval.seed, config.eval.num_images
   pairs = rain100l_pairs(config)
   own = category(config)
   sets = []
+  extra = [c for c in config.eval.extra_categories if _short(c) != _short(own.name)]
   for found in [own] + [data.load_category(c, config.data_dir or None, config.test_fraction)
-                        for c in config.eval.extra_categories]:
+                        for c in extra]:
     sets.append(data.heldout_synthetic(f'{_short(found.name)}_unseen', found.test, count,
                                        size, seed))
     if pairs is not None:
@@ -305,6 +319,9 @@ def test_sets(config) -> list[data.TestSet]:
                                          count, size, seed))
   if pairs is not None:
     sets.append(pairs)
+  sets += [data.heldout_synthetic(f'{_short(own.name)}_{shifted.name}', own.test, count, size,
+                                  seed, shifted.rain_range)
+           for shifted in rain_shifts(config)]
   backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
                                     config.seed)
   chosen = np.linspace(0, len(backgrounds) - 1, min(count, len(backgrounds))).astype(int)

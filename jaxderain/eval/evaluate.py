@@ -15,7 +15,8 @@ from jaxderain.eval import metrics
 from jaxderain.rain import rain_mask
 
 UNITS = ('E_R, E_B and PSNR on the 0-255 scale; PSNR and SSIM on the Y channel (BT.601); '
-         'removal_share is a fraction (1 = all rain removed)')
+         'removal_share, net_removal and over_subtraction are fractions of the rain '
+         '(1 = all rain removed; see eval/metrics.py)')
 
 
 def make_predict(graphdef, image_fn):
@@ -59,13 +60,15 @@ def score(outputs, test_set: TestSet, threshold: float) -> dict:
     rows.append({'E_R': e_r, 'E_B': e_b, 'psnr': metrics.psnr_y(out, b),
                  'ssim': metrics.ssim_y(out, b),
                  'removal_share': metrics.removal_share(out, o, b, mask),
+                 'net_removal': metrics.net_removal(out, o, b, mask),
+                 'over_subtraction': metrics.over_subtraction(out, o, b, mask),
                  'rain_fraction': float(mask.mean()),
                  'identity_E_B': id_b, 'identity_psnr': metrics.psnr_y(o, b),
                  'perfect_E_R': perfect_r})
   mean = {k: float(np.nanmean([row[k] for row in rows])) for k in rows[0]}
   return {
       'E_R': mean['E_R'], 'E_B': mean['E_B'], 'psnr': mean['psnr'], 'ssim': mean['ssim'],
-      'removal_share': mean['removal_share'],
+      **{k: mean[k] for k in ('removal_share', 'net_removal', 'over_subtraction')},
       'reference': {'identity': {'E_R': 0.0, 'E_B': mean['identity_E_B'],
                                  'psnr': mean['identity_psnr']},
                     'perfect': {'E_R': mean['perfect_E_R'], 'E_B': 0.0}},
@@ -83,7 +86,19 @@ def image_strip(test_set: TestSet, outputs, count: int) -> np.ndarray:
   return (np.concatenate(rows, axis=0) * 255.0 + 0.5).astype(np.uint8)
 
 
-RECENT_KEYS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')
+def _rounded(tree, digits: int = 7):
+  """`tree` with floats to `digits` significant digits, for compact JSON."""
+  if isinstance(tree, float):
+    return float(f'{tree:.{digits}g}')
+  if isinstance(tree, dict):
+    return {k: _rounded(v, digits) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return [_rounded(v, digits) for v in tree]
+  return tree
+
+
+RECENT_KEYS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share', 'net_removal',
+               'over_subtraction')
 
 
 def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: int,
@@ -105,7 +120,7 @@ def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: in
     if outdir is not None:
       outdir = pathlib.Path(outdir)
       outdir.mkdir(parents=True, exist_ok=True)
-      (outdir / f'{test_set.name}.json').write_text(json.dumps(result, indent=1))
+      (outdir / f'{test_set.name}.json').write_text(json.dumps(_rounded(result), indent=1))
       Image.fromarray(image_strip(test_set, outputs, strip_images)).save(
           outdir / f'{test_set.name}.png')
     results[test_set.name] = result

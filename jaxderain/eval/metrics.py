@@ -5,6 +5,14 @@
   E_R = sqrt(mean_{M} (O~ - O)^2), how much the network changed the rainy pixels (higher
   is more rain removed); E_B = sqrt(mean_{not M} (O~ - B)^2), the background error (lower
   is better). Means run over pixels and RGB channels of one image.
+- removal_share: the least-squares share of the rain that was removed; it rewards
+  over-subtraction (an output darker than B scores above 1).
+- net_removal: the damage-robust share the study's verdicts use,
+  1 - sum_M |O~ - B| / sum_M (O - B): 1 for the perfect output, 0 for the identity, and
+  any pixel pushed further from B (over-subtraction below B, or rain added) lowers it;
+  negative when the output is further from B on the rain pixels than the input was.
+- over_subtraction: sum_M max(B - O~, 0) / sum_M (O - B), how far the output went below
+  the clean image on rain pixels, in units of the rain (damage, not removal).
 - PSNR and SSIM on the Y channel (ITU-R BT.601, 16-235, as BasicSR and the deraining
   literature compute it): SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid
   region, population covariances, K1 = 0.01, K2 = 0.03.
@@ -83,3 +91,26 @@ def removal_share(output, rainy, clean, mask) -> float:
   removed, rain_layer = (rainy - output)[mask], (rainy - clean)[mask]
   denominator = np.sum(rain_layer ** 2)
   return float(np.sum(removed * rain_layer) / denominator) if denominator else float('nan')
+
+
+def _on_rain(output, rainy, clean, mask):
+  """(O~ - B, O - B) over the rain pixels (all channels), float64 in [0, 1] units."""
+  output, rainy, clean = (np.asarray(x, np.float64) for x in (output, rainy, clean))
+  mask = np.broadcast_to(np.asarray(mask, bool), output.shape)
+  return (output - clean)[mask], (rainy - clean)[mask]
+
+
+def net_removal(output, rainy, clean, mask) -> float:
+  """1 - sum_M |O~ - B| / sum_M (O - B): the share of the rain-pixel error removed, net
+  of damage (see the module docstring); NaN without rain on the mask."""
+  residual, rain_layer = _on_rain(output, rainy, clean, mask)
+  total = np.sum(np.abs(rain_layer))
+  return float(1.0 - np.sum(np.abs(residual)) / total) if total else float('nan')
+
+
+def over_subtraction(output, rainy, clean, mask) -> float:
+  """sum_M max(B - O~, 0) / sum_M (O - B): output below the clean image on rain pixels,
+  in units of the rain; 0 when it never goes below B. NaN without rain on the mask."""
+  residual, rain_layer = _on_rain(output, rainy, clean, mask)
+  total = np.sum(np.abs(rain_layer))
+  return float(np.sum(np.maximum(-residual, 0.0)) / total) if total else float('nan')

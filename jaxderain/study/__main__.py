@@ -24,7 +24,7 @@ from jaxderain.data import ImageError, background_set, load_category
 from jaxderain.study import complexity, grids, sweep
 from jaxderain.train.loop import PREEMPTED_EXIT_CODE, Preempted
 
-_GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRIDS), 'Named grid.')
+_GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRID_NAMES), 'Named grid.')
 _SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES), 'Scale of every point.')
 _SEEDS = flags.DEFINE_list('seeds', None, "Seeds (default: the grid's own).")
 _OUT = flags.DEFINE_string('out', None, 'Study folder (points/, report/).')

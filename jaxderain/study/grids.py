@@ -19,6 +19,11 @@ RAIN_RANGES = ('small', 'medium', 'large')
 TABLE2_OBJECTIVES = ((30000, 'medium'), (64, 'medium'), (512, 'large'), (256, 'large'),
                      (128, 'large'))
 CLAIMS_PATCHES = (8, 32, 128, 512, 4096)
+FEW_MANY_PATCHES = (8, 128, 4096)
+# Table 2 at the cpu rung: the baseline and two objectives of few backgrounds. resnet's
+# baseline and (512, large) come from the claims and claim2 grids.
+TABLE2_CPU_OBJECTIVES = ((4096, 'medium'), (64, 'medium'), (512, 'large'))
+TESTED_ON_NATURAL = (('eval.extra_categories', ('natural',)),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,13 +55,37 @@ GRIDS = {
                         for n in CLAIMS_PATCHES], (0, 1, 2), ()),
     'smoke': (lambda: [f'{arch},medium,{n}' for arch in ('resnet', 'unet') for n in (8, 64)],
               (0,), ()),
+    # The study's parts, each a grid of its own; `study` runs them all in this order.
+    'claim2': (lambda: [f'resnet,{r},{n}' for r in ('small', 'large')
+                        for n in CLAIMS_PATCHES], (0, 1), ()),
+    'families': (lambda: [f'unet,medium,{n}' for n in CLAIMS_PATCHES] +
+                 [f'swinir,medium,{n}' for n in FEW_MANY_PATCHES], (0, 1), ()),
+    'categories': (lambda: [f'resnet,medium,{n},category={c}' for c in ('celeba', 'manga109')
+                            for n in FEW_MANY_PATCHES], (0,),
+                   TESTED_ON_NATURAL + (('upscale_small_images', True),)),
+    'table2_resnet': (lambda: ['resnet,medium,64'], (0, 1), ()),
+    # The two slow models run one seed.
+    'table2_slow': (lambda: [f'{arch},{r},{n}' for arch in ('spdnet', 'rcdnet')
+                             for n, r in TABLE2_CPU_OBJECTIVES], (0,), ()),
 }
+GRIDS['claims'] = GRIDS['claims'][:2] + (TESTED_ON_NATURAL,)
+# Every experiment of the paper at one rung, the most decisive first (claim 2 has never
+# run). A point named by two parts runs once.
+STUDY = ('claim2', 'claims', 'families', 'categories', 'table2_resnet', 'table2_slow')
+GRID_NAMES = (*GRIDS, 'study')
 
 
 def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
-  """The points of the named grid at `scale`; `seeds` replaces the grid's own seeds."""
+  """The points of the named grid at `scale`; `seeds` replaces the grid's own seeds.
+  `study` is the union of STUDY's grids, in order, each point once."""
+  if name == 'study':
+    points = {}
+    for part in STUDY:
+      for point in grid_points(part, scale, seeds):
+        points.setdefault(point.name, point)
+    return list(points.values())
   if name not in GRIDS:
-    raise ValueError(f'Unknown grid {name!r}: choose one of {", ".join(GRIDS)}.')
+    raise ValueError(f'Unknown grid {name!r}: choose one of {", ".join(GRID_NAMES)}.')
   args, default_seeds, overrides = GRIDS[name]
   return [Point(f'{arg},scale={scale},seed={seed}', overrides)
           for arg in args() for seed in (seeds or default_seeds)]

@@ -1,9 +1,12 @@
 """Run a grid as one resumable sweep: every point trained and evaluated in turn.
 
 Each point lives in OUT/points/<name>/ (a launch.py workdir). A point counts as done
-when OUT/points/<name>/done.json exists (written after its evaluation), so a killed
-sweep resumes where it stopped: done points are skipped, and a point killed mid-training
-resumes from its latest checkpoint. Points run sequentially by default (on a 2-core CPU
+when OUT/points/<name>/done.json exists (written after its evaluation, with the wall time
+and the machine), so a killed sweep resumes where it stopped: done points are skipped,
+and a point killed mid-training resumes from its latest checkpoint. A study kept in the
+repository (docs/studies/<rung>/) commits each done point's config.json, done.json and
+eval/*.json (not its checkpoints, see .gitignore): `run` on another machine skips them
+and `report` rebuilds everything from them. Points run sequentially by default (on a 2-core CPU
 several models in one vmapped step measured 3-5x slower than one after another). With
 `together=K`, up to K fresh points that can share one program (experiment.TOGETHER_FIELDS)
 are trained by one vmapped step, then evaluated one by one: an option for small models
@@ -14,9 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pathlib
+import platform
 import shlex
 import time
+
+import jax
 
 from configs import grid as grid_config
 from jaxderain import experiment
@@ -142,5 +149,18 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
     logging.error('Point %s failed: %s', point.name, error)
     return False
   (workdir / 'done.json').write_text(json.dumps(
-      {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds}))
+      {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
+       **machine()}))
   return True
+
+
+def machine() -> dict:
+  """Where a point ran: the accelerator (or CPU) kind, the host CPU, jax's version."""
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open('/proc/cpuinfo') as info:
+      cpu = next(l.split(':', 1)[1].strip() for l in info if l.startswith('model name'))
+  except (OSError, StopIteration):
+    pass
+  return {'device': jax.devices()[0].device_kind, 'device_count': jax.device_count(),
+          'cpu': cpu, 'cpu_count': os.cpu_count(), 'jax': jax.__version__}
