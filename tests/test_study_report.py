@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxderain.study import report
+from jaxderain.study import report, statistics
 
 NS = (8, 64, 256, 1024, 30000)
-# Removal share per N for each rain range: collapse points 8, 64 and 256.
-SHARES = {'small': (0.8, 0.2, 0.1, 0.1, 0.1),
+# Removal share per N for each rain range: collapse points near 8, 64 and 256.
+SHARES = {'small': (0.8, 0.2, 0.15, 0.12, 0.1),
           'medium': (0.8, 0.7, 0.2, 0.1, 0.1),
           'large': (0.8, 0.8, 0.7, 0.2, 0.1)}
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -28,7 +28,8 @@ def flattening_e_b(n):  # 15 at N = 8, 5.3 at 256, 5.0 at 30000
 
 def eval_result(testset, e_r, e_b, share, psnr=25.0, recent=True):
   """An eval JSON; with `recent`, the top level holds other (final-checkpoint) values."""
-  metrics = {'E_R': e_r, 'E_B': e_b, 'psnr': psnr, 'ssim': 0.7, 'removal_share': share}
+  metrics = {'E_R': e_r, 'E_B': e_b, 'psnr': psnr, 'ssim': 0.7, 'removal_share': share,
+             'net_removal': share, 'over_subtraction': 0.0}
   final = {k: v + 100.0 for k, v in metrics.items()} if recent else metrics
   result = {'testset': testset, 'step': 8000, 'rain_threshold': 0.05,
             'units': 'E_R, E_B and PSNR on the 0-255 scale (fixture)', **final,
@@ -71,16 +72,17 @@ def add_point(out, arch, category, rain_range, n, seed=0, *, e_r=None, e_b=None,
 
 
 def paper_like(out, e_r=falling_e_r, e_b=flattening_e_b, shares=None):
-  """resnet on natural for all three ranges and two seeds, unet on medium: every N."""
+  """resnet on natural for all three ranges, unet on medium: every N, two seeds."""
   shares = shares or SHARES
   for rain_range in report.RAIN_RANGES:
     for seed in (0, 1):
       for i, n in enumerate(NS):
         add_point(out, 'resnet', 'natural', rain_range, n, seed, e_r=e_r(n) + 0.5 * seed,
-                  e_b=e_b(n) + 0.5 * seed, share=shares[rain_range][i] + 0.01 * seed)
-  for i, n in enumerate(NS):
-    add_point(out, 'unet', 'natural', 'medium', n, e_r=e_r(n), e_b=e_b(n),
-              share=SHARES['medium'][i])
+                  e_b=e_b(n) + 0.04 * seed, share=shares[rain_range][i] + 0.01 * seed)
+  for seed in (0, 1):
+    for i, n in enumerate(NS):
+      add_point(out, 'unet', 'natural', 'medium', n, seed, e_r=e_r(n) + 0.5 * seed,
+                e_b=e_b(n) + 0.04 * seed, share=shares['medium'][i] + 0.01 * seed)
 
 
 def statuses(result):
@@ -114,8 +116,8 @@ def test_rows_follow_the_eval_files(tmp_path):
       'point': 'resnet_natural_medium_8_s0', 'arch': 'resnet', 'category': 'natural',
       'rain_range': 'medium', 'num_patches': 8, 'seed': 0, 'scale': 'cpu',
       'testset': 'natural_unseen', 'step': 8000, 'E_R': 12.0, 'E_B': 3.0, 'psnr': 25.0,
-      'ssim': 0.7, 'removal_share': 0.5, 'identity_psnr': 20.0, 'identity_E_B': 1.5,
-      'perfect_E_R': 60.0, 'converged': True}
+      'ssim': 0.7, 'removal_share': 0.5, 'net_removal': 0.5, 'over_subtraction': 0.0,
+      'identity_psnr': 20.0, 'identity_E_B': 1.5, 'perfect_E_R': 60.0, 'converged': True}
   old = by_key[('unet_natural_medium_64_s0', 'natural_unseen')]  # no `recent`: top level
   assert (old['E_R'], old['converged']) == (7.0, False)
   assert csv_rows[0]['converged'] in ('True', 'False')
@@ -127,85 +129,107 @@ def test_rows_follow_the_eval_files(tmp_path):
   assert [p['point'] for p in result['not_converged']] == ['unet_natural_medium_64_s0']
   assert result['figures'] == {} and result['test_rain'] == 'unseen'
   summary = json.loads((tmp_path / 'report' / 'verdicts.json').read_text())
-  assert [v['status'] for v in summary['verdicts']] == [report.NOT_RUN] * 5
+  assert [v['status'] for v in summary['verdicts']] == [statistics.NOT_RUN] * 6
   text = result['report'].read_text()
   assert 'Figures were not drawn' in text and 'broken: no config.json' in text
+
+
+def by_label(verdict):
+  return {t['label']: t for t in verdict['tests']}
 
 
 def test_paper_like_grid_passes_with_its_statistics(tmp_path):
   paper_like(tmp_path)
   result = report.write_report(tmp_path)
-  assert statuses(result) == {1: 'PASS', 2: 'PASS', 3: 'PASS', 4: 'NOT RUN', 5: 'PASS'}
-  falls, collapse, flattens, _, tradeoff = (v['values'] for v in result['verdicts'])
+  assert statuses(result) == {1: 'PASS', 2: 'PASS', 3: 'PASS', 4: 'NOT RUN', 5: 'PASS',
+                              'distance': 'NOT RUN'}
+  falls, collapse, flattens, _, tradeoff, _ = (by_label(v) for v in result['verdicts'])
   assert set(falls) == {'resnet/natural/small', 'resnet/natural/medium',
                         'resnet/natural/large', 'unet/natural/medium'}
-  assert all(v['rho_E_R'] == pytest.approx(-1.0) for v in falls.values())
-  assert falls['resnet/natural/large']['rho_removal_share'] < 0
-  assert collapse == {'natural': {'small': 8, 'medium': 64, 'large': 256}}
+  medium = falls['resnet/natural/medium']
+  x = np.log2(NS)
+  shares = np.array(SHARES['medium']) + 0.005  # seed means
+  assert medium['estimate'] == pytest.approx(np.polyfit(x, shares, 1)[0])
+  assert medium['high'] < 0 and medium['df'] == 15  # 3 ranges x 5 N, 2 seeds each
+  assert medium['E_R']['estimate'] == pytest.approx(-2.0)
+  assert list(collapse) == ['resnet/natural: small -> medium', 'resnet/natural: medium -> large']
+  assert all(t['status'] == 'PASS' and t['low'] > 0 for t in collapse.values())
+  assert 'collapse N 34 -> 122' in collapse['resnet/natural: small -> medium']['statistic']
   medium = flattens['resnet/natural/medium']
-  assert medium['E_B_at_256'] == pytest.approx(flattening_e_b(256) + 0.25)  # seed mean
-  assert medium['rho_E_B'] == pytest.approx(-1.0)
   expected = ((flattening_e_b(256) - flattening_e_b(30000)) /
               (flattening_e_b(8) - flattening_e_b(256)))
-  assert medium['late_over_early'] == pytest.approx(expected)
-  baseline = ['natural N=30000 medium']  # the medium one of the three at N = 30000
-  assert tradeoff == {
-      'resnet': {'objectives': 9, 'beat_E_R': 9, 'lose_E_B': 9, 'baselines': baseline},
-      'unet': {'objectives': 3, 'beat_E_R': 3, 'lose_E_B': 3, 'baselines': baseline}}
-  assert 'rho(E_R) -1.00' in result['verdicts'][0]['statistic']
+  assert medium['flattening']['estimate'] == pytest.approx(expected)
+  assert medium['status'] == 'PASS'
+  assert len(tradeoff) == 9 + 3 and all(t['status'] == 'PASS' for t in tradeoff.values())
+  resnet = tradeoff['resnet/natural: N=64 medium vs N=30000 medium']
+  assert resnet['estimate'] == pytest.approx(SHARES['medium'][1] - SHARES['medium'][4])
+  assert resnet['E_B']['low'] > 0 and resnet['status'] == 'PASS'
   assert result['complexity']['natural']['patches'] == 256
   assert result['reference_range'] == 'medium'
 
   assert set(result['figures']) == set(report.FIGURES)
   for path in result['figures'].values():
     assert_png(path)
-  assert result['empty_figures'] == ['10']  # no model trained elsewhere, tested on natural
+  assert sorted(result['empty_figures']) == ['10', 'distance']
   text = result['report'].read_text()
   for name, title in report.FIGURES.values():
     assert f'![{title}' in text and f']({name})' in text
-  assert 'Figure 10: models trained on each category, tested on natural' in text
-  assert '(rain range medium) (not run)' not in text and 'natural (not run)' in text
-  assert '| 1 | E_R and removal share fall' in text and '**PASS**' in text
-  assert '| resnet | natural | medium | 8 | 2 | 34.25 | 15.25 | 25.00 | 0.700 |' in text
+  assert '| 1 | Removal falls as N grows' in text and '**PASS**' in text
+  assert '### Claim 2: PASS' in text and 'Points used (30)' in text
+  assert ('| resnet | natural | medium | 8 | 2 | 34.25 | 0.805 | 0.000 | 15.02 | 25.00 | '
+          '0.700 |') in text
   assert 'Units: E_R, E_B and PSNR on the 0-255 scale (fixture).' in text
 
 
 def test_rising_and_unflattened_curves_fail(tmp_path):
-  swapped = {'small': SHARES['large'], 'medium': SHARES['medium'], 'large': SHARES['small']}
-  paper_like(tmp_path, e_r=lambda n: 20.0 + 2.0 * math.log2(n),
-             e_b=lambda n: 15.0 - 0.6 * math.log2(n), shares=swapped)
-  result = report.write_report(tmp_path, figures=False)
-  assert statuses(result) == {1: 'FAIL', 2: 'FAIL', 3: 'FAIL', 4: 'NOT RUN', 5: 'FAIL'}
-  falls, collapse, flattens, _, tradeoff = (v['values'] for v in result['verdicts'])
-  assert falls['unet/natural/medium']['rho_E_R'] == pytest.approx(1.0)
-  assert collapse['natural'] == {'small': 256, 'medium': 64, 'large': 8}
-  assert flattens['resnet/natural/small']['late_over_early'] > 1.0
-  assert tradeoff['resnet']['beat_E_R'] == 0 and tradeoff['resnet']['lose_E_B'] == 9
+  rising = {k: tuple(reversed(v)) for k, v in SHARES.items()}
+  paper_like(tmp_path / 'rising', e_r=lambda n: 20.0 + 2.0 * math.log2(n),
+             e_b=lambda n: 15.0 - 0.6 * math.log2(n), shares=rising)
+  result = report.write_report(tmp_path / 'rising', figures=False)
+  assert {k: statuses(result)[k] for k in (1, 3, 5)} == {1: 'FAIL', 3: 'FAIL', 5: 'FAIL'}
+  falls, _, flattens, _, tradeoff, _ = (by_label(v) for v in result['verdicts'])
+  assert falls['resnet/natural/small']['low'] > 0
+  assert flattens['resnet/natural/small']['flattening']['low'] > 0.25
+  assert tradeoff['resnet/natural: N=8 small vs N=30000 medium']['status'] == 'FAIL'
   assert '**FAIL**' in result['report'].read_text()
+
+  swapped = {'small': SHARES['large'], 'medium': SHARES['medium'], 'large': SHARES['small']}
+  paper_like(tmp_path / 'swapped', shares=swapped)  # collapse order reversed
+  result = report.write_report(tmp_path / 'swapped', figures=False)
+  assert statuses(result)[2] == 'FAIL' and statuses(result)[1] == 'PASS'
 
 
 def test_not_converged_points_are_excluded_and_listed(tmp_path):
   def grid_with_outlier(out, train_psnr):
     paper_like(out)
-    add_point(out, 'resnet', 'natural', 'medium', 512, e_r=0.0, e_b=99.0, share=0.99,
-              train_psnr=train_psnr)  # removes no rain: below the baseline's E_R
+    add_point(out, 'resnet', 'natural', 'medium', 512, e_r=0.0, e_b=0.0, share=-0.9,
+              train_psnr=train_psnr)  # damages more than it removes
 
   grid_with_outlier(tmp_path / 'gated', train_psnr=19.5)  # identity: 20 dB
   result = report.write_report(tmp_path / 'gated', figures=False)
   name = 'resnet_natural_medium_512_s0'
   assert statuses(result)[5] == 'PASS'
-  assert result['verdicts'][4]['values']['resnet']['objectives'] == 9
-  assert result['verdicts'][4]['not_converged'] == [name]
-  assert result['verdicts'][1]['not_converged'] == [name]  # every claim on resnet lists it
+  assert all(result['verdicts'][i]['left_out'][name] == 'not converged' for i in (0, 1, 4))
+  assert name not in result['verdicts'][4]['points_used']
   assert result['not_converged'] == [{'point': name, 'psnr': 19.5, 'identity_psnr': 20.0}]
   assert {r['converged'] for r in result['rows'] if r['point'] == name} == {False}
   text = result['report'].read_text()
   assert f'- {name}: train PSNR 19.50 <= identity 20.00' in text
-  assert f'excluded, not converged: {name}' in text
+  assert f'not converged ({name})' in text
   assert '| resnet | natural | medium | 512 |' not in text  # nor in Table 2
 
   grid_with_outlier(tmp_path / 'ungated', train_psnr=21.0)  # the same point, converged
   assert statuses(report.write_report(tmp_path / 'ungated', figures=False))[5] == 'FAIL'
+
+
+def test_a_claim_left_without_converged_points_is_not_converged(tmp_path):
+  for n in (8, 64, 256):
+    for seed in (0, 1):
+      add_point(tmp_path, 'resnet', 'natural', 'medium', n, seed,
+                train_psnr=15.0 if n == 64 else 25.0)
+  result = report.write_report(tmp_path, figures=False)
+  assert statuses(result)[1] == statistics.NOT_CONVERGED  # 2 of 3 N left
+  assert statuses(result)[5] == statistics.NOT_RUN  # no baseline above 512 either way
 
 
 def test_table2_objectives_are_compared_with_the_largest_n_baseline(tmp_path):
@@ -214,38 +238,80 @@ def test_table2_objectives_are_compared_with_the_largest_n_baseline(tmp_path):
                 (512, 'large'): (25.0, 4.0), (256, 'large'): (30.0, 4.5),
                 (128, 'large'): (35.0, 6.0)}
   for arch in ('resnet', 'spdnet'):
+    seeds = (0, 1) if arch == 'resnet' else (0,)
     for (n, rain_range), (e_r, e_b) in objectives.items():
+      share = e_r / 100
       if arch == 'spdnet' and n == 512:
-        e_r = 9.0  # removes less rain than its baseline
-      add_point(tmp_path, arch, 'natural', rain_range, n, e_r=e_r, e_b=e_b, share=0.5)
+        share = 0.05  # removes less rain than its baseline
+      for seed in seeds:
+        add_point(tmp_path, arch, 'natural', rain_range, n, seed, e_r=e_r + 0.1 * seed,
+                  e_b=e_b + 0.1 * seed, share=share + 0.001 * seed)
   result = report.write_report(tmp_path, figures=False)
   verdict = result['verdicts'][4]
-  assert verdict['status'] == 'FAIL'
-  assert verdict['values']['resnet'] == {'objectives': 4, 'beat_E_R': 4, 'lose_E_B': 4,
-                                         'baselines': ['natural N=30000 medium']}
-  assert verdict['values']['spdnet']['beat_E_R'] == 3
-  assert 'spdnet: 3/4 beat on E_R, 4/4 lose on E_B' in verdict['statistic']
+  tests = by_label(verdict)
+  assert len(tests) == 8
+  assert all(tests[f'resnet/natural: N={n} {r} vs N=30000 medium']['status'] == 'PASS'
+             for n, r in objectives if n <= 512)
+  spdnet = tests['spdnet/natural: N=512 large vs N=30000 medium']  # one seed: no interval
+  assert spdnet['estimate'] == pytest.approx(0.05 - 0.1) and spdnet['status'] == 'INCONCLUSIVE'
+  assert verdict['status'] == 'INCONCLUSIVE'
   text = result['report'].read_text()
-  assert '| resnet | natural | large | 512 | 1 | 25.00 | 4.00 | 25.00 | 0.700 |' in text
-  assert '| spdnet | natural | medium | 30000 | 1 | 10.00 | 3.00 | 25.00 | 0.700 |' in text
+  assert '| resnet | natural | large | 512 | 2 | 25.05 | 0.251 |' in text
+  assert '| spdnet | natural | medium | 30000 | 1 | 10.00 | 0.100 |' in text
+  assert 'no interval: 1 seed a point' in text
 
 
 def test_flattening_interpolates_e_b_at_256_off_grid(tmp_path):
   # The claims grid's Ns: 256 lies halfway (in log2) between 128 and 512.
-  for n, e_b in zip((8, 32, 128, 512, 4096), (20.0, 12.0, 8.0, 6.0, 5.5)):
-    add_point(tmp_path, 'resnet', 'natural', 'medium', n, e_r=falling_e_r(n), e_b=e_b,
-              share=0.5)
+  for seed in (0, 1):
+    for n, e_b in zip((8, 32, 128, 512, 4096), (20.0, 12.0, 8.0, 6.0, 5.5)):
+      add_point(tmp_path, 'resnet', 'natural', 'medium', n, seed, e_r=falling_e_r(n),
+                e_b=e_b + 0.02 * seed, share=0.5)
   verdict = report.write_report(tmp_path, figures=False)['verdicts'][2]
-  values = verdict['values']['resnet/natural/medium']
-  assert values['E_B_at_256'] == pytest.approx(7.0)
-  assert values['late_over_early'] == pytest.approx(1.5 / 13.0)
-  assert verdict['status'] == 'PASS'
+  test = verdict['tests'][0]
+  assert test['flattening']['estimate'] == pytest.approx(1.5 / 13.0)
+  assert test['status'] == verdict['status'] == 'PASS'
+
+
+def add_shifted_point(out, n, seed, slope_per_10_degrees, rain_range='medium'):
+  """A point whose net removal on the angle sets falls by `slope_per_10_degrees` per 10
+  degrees beyond its training range (flat inside)."""
+  edge = {'small': 5, 'medium': 30, 'large': 70}[rain_range]
+  extra = {}
+  for angle in range(0, 100, 10):
+    share = 0.6 - slope_per_10_degrees * max(angle - edge, 0) / 10 + 0.01 * seed
+    extra[f'natural_angle{angle}'] = (20.0, 5.0, share)
+  add_point(out, 'resnet', 'natural', rain_range, n, seed, share=0.5, extra=extra)
+
+
+def test_distance_gap_grows_and_curves_separate(tmp_path):
+  for seed in (0, 1):
+    add_shifted_point(tmp_path, 8, seed, 0.02)  # few backgrounds: keeps removing
+    add_shifted_point(tmp_path, 128, seed, 0.05)
+    add_shifted_point(tmp_path, 4096, seed, 0.08)  # many: collapses beyond the range
+  result = report.write_report(tmp_path)
+  verdict = result['verdicts'][5]
+  assert verdict['claim'] == 'distance' and verdict['status'] == 'PASS'
+  (test,) = verdict['tests']
+  assert test['label'] == 'resnet/natural/medium: N=8 vs N=4096'
+  assert test['estimate'] == pytest.approx(0.006)  # per degree: (0.08 - 0.02) / 10
+  assert test['offsets'] == [0, 10, 20, 30, 40, 50, 60]
+  assert test['separates_at'] == 10  # equal at the range's edge, apart from 10 degrees on
+  assert 'distance' not in result['empty_figures']
+  assert_png(result['figures']['distance'])
+
+  for seed in (0, 1):  # the same gap everywhere: no growth
+    add_shifted_point(tmp_path / 'flat', 8, seed, 0.05)
+    add_shifted_point(tmp_path / 'flat', 4096, seed, 0.05)
+  verdict = report.write_report(tmp_path / 'flat', figures=False)['verdicts'][5]
+  assert verdict['tests'][0]['separates_at'] is None
+  assert verdict['status'] == 'INCONCLUSIVE'
 
 
 def test_missing_grids_are_not_run_and_still_drawn(tmp_path):
   (tmp_path / 'empty' / 'points').mkdir(parents=True)
   result = report.write_report(tmp_path / 'empty')
-  assert set(statuses(result).values()) == {report.NOT_RUN}
+  assert set(statuses(result).values()) == {statistics.NOT_RUN}
   assert sorted(result['empty_figures']) == sorted(report.FIGURES)
   for path in result['figures'].values():
     assert_png(path)
@@ -256,8 +322,10 @@ def test_missing_grids_are_not_run_and_still_drawn(tmp_path):
     add_point(tmp_path / 'two', 'resnet', 'natural', 'medium', n)
   result = report.write_report(tmp_path / 'two', figures=False)
   assert statuses(result) == {1: 'NOT RUN', 2: 'NOT RUN', 3: 'NOT RUN', 4: 'NOT RUN',
-                              5: 'PASS'}
-  assert result['verdicts'][0]['statistic'].startswith('needs 3 values of N')
+                              5: 'INCONCLUSIVE', 'distance': 'NOT RUN'}
+  assert result['verdicts'][0]['left_out'] == {
+      p: 'its curve has fewer than 3 values of N'
+      for p in ('resnet_natural_medium_30000_s0', 'resnet_natural_medium_8_s0')}
 
 
 def test_missing_study_folder_is_one_clear_line(tmp_path, capsys):
@@ -287,12 +355,13 @@ def test_complexity_order_from_image_folders(tmp_path, celeba_textured, capsys):
   assert report.cli(str(out)) == 0
   result = json.loads((out / 'report' / 'verdicts.json').read_text())
   complexity = result['complexity']
-  assert set(complexity) == {'celeba', 'urban100'}
+  assert set(complexity) == {'celeba', 'urban100', 'natural'}  # natural: embedded
   flat = 'urban100' if celeba_textured else 'celeba'
   assert complexity[flat] == {'mean': 0.0, 'std': 0.0, 'patches': 256}
   verdict = result['verdicts'][3]
   assert verdict['status'] == ('PASS' if celeba_textured else 'FAIL')
-  assert list(verdict['values']) == ['celeba', 'urban100']
+  assert 'celeba > urban100' in [t['label'] for t in verdict['tests']]
+  assert json.loads((out / 'complexity.json').read_text()) == complexity  # kept for reuse
   assert 'manga109' in result['complexity_skipped']
   text = (out / 'report' / 'report.md').read_text()
   assert '- manga109: Unknown background category' in text
@@ -313,10 +382,10 @@ def test_rain100l_cross_category_and_strips(tmp_path):
   result = report.write_report(tmp_path)
   assert result['test_rain'] == 'rain100L'
   assert '10' not in result['empty_figures']  # celeba's model was tested on natural
-  assert statuses(result)[5] == 'PASS'  # 30 > 10 on E_R, 9 > 4 on E_B
+  assert statuses(result)[5] == 'INCONCLUSIVE'  # 1 seed a point: no interval
   text = result['report'].read_text()
   assert 'Test set: `<category>_rain100L`' in text
-  assert '| resnet | natural | medium | 8 | 1 | 30.00 | 9.00 |' in text
+  assert '| resnet | natural | medium | 8 | 1 | 30.00 | 0.400 | 0.000 | 9.00 |' in text
   for folder in (low, high):
     assert f'](qualitative/{folder.name}.png)' in text
     assert (tmp_path / 'report' / 'qualitative' / f'{folder.name}.png').is_file()

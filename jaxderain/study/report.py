@@ -17,9 +17,13 @@ Choices:
   convergence gate: it stays in the table, is listed as NOT CONVERGED and is left out of
   the figures, Table 2 and the verdicts. A point without that set is used and listed as
   unchecked.
-- Curves are means over seeds per (arch, category, rain range, N), with min-max bars;
-  a trend needs at least MIN_LEVELS values of N. Figures 4, 6a, 7 and 10 show one rain
-  range (medium when present).
+- Curves are means over seeds per (arch, category, rain range, N), with min-max bars.
+  Figures 4, 6a, 7 and 10 show one rain range (medium when present).
+- Verdicts (study/verdicts.py) test each claim with 95% intervals from the seed-noise
+  bootstrap (study/statistics.py) on the chosen test rain; the distance statement uses
+  the shifted rains (`<category>_angle<degrees>`, rain/shifts.py).
+- Category complexity is measured once into OUT/complexity.json (it needs the category
+  images) and read from there afterwards, so the report rebuilds from OUT alone.
 """
 
 from __future__ import annotations
@@ -36,40 +40,25 @@ import sys
 from typing import NamedTuple
 
 import numpy as np
-import scipy.stats
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from jaxderain.data.backgrounds import background_set, load_category
+from jaxderain.rain import TRAINING_RANGES, shifts
+from jaxderain.study import statistics, verdicts
 from jaxderain.study.complexity import complexity
+from jaxderain.study.verdicts import COMPLEXITY_RANK, RAIN_RANGES
 
 FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'scale',
-          'testset', 'step', 'E_R', 'E_B', 'psnr', 'ssim', 'removal_share',
-          'identity_psnr', 'identity_E_B', 'perfect_E_R', 'converged')
-METRICS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')
-RAIN_RANGES = ('small', 'medium', 'large')
+          'testset', 'step', 'E_R', 'E_B', 'psnr', 'ssim', 'removal_share', 'net_removal',
+          'over_subtraction', 'identity_psnr', 'identity_E_B', 'perfect_E_R', 'converged')
+METRICS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share', 'net_removal', 'over_subtraction')
 TEST_RAINS = ('rain100L', 'unseen')
-PASS, FAIL, NOT_RUN = 'PASS', 'FAIL', 'NOT RUN'
-MIN_LEVELS = 3  # values of N a trend (Spearman rho, collapse point) needs
-FEW_BACKGROUNDS = 512  # Table 2: objectives with N up to this vs the largest N
-FLAT_FROM = 256  # claim 3: E_B flattens by about this N
-# Claim 4's order, most complex first; equal ranks are not ordered.
-COMPLEXITY_RANK = {'celeba': 0, 'div2k': 1, 'natural': 1, 'manga109': 2, 'urban100': 3}
 COMPLEXITY_SAMPLE = dict(num_patches=256, patch_size=64, seed=0)
+COMPLEXITY_FILE = 'complexity.json'  # OUT/complexity.json: measured once, then reused
 DEFAULT_UNITS = 'E_R, E_B and PSNR on the 0-255 scale'
-
-CLAIMS = {
-    1: 'E_R and removal share fall as N grows (Spearman rho of N and each < 0, per '
-       'arch, category and rain range)',
-    2: 'The collapse point of the removal share moves to larger N as the rain range '
-       'widens: small < medium < large (resnet)',
-    3: 'E_B falls with N (rho < 0) and flattens by about N = 256 (change from 256 to the '
-       'largest N < 1/4 of the change from the smallest N to 256)',
-    4: 'Structural complexity: celeba > div2k/natural > manga109 > urban100',
-    5: 'Table 2: objectives (N, rain range) with N <= 512 beat the largest-N baseline on '
-       'E_R and lose on E_B, per arch',
-}
+DISTANCE_NS = (8, 128, 4096)  # the distance figure's lines (all N when none of these)
 FIGURES = {
     '4': ('figure4_er_vs_n.png', 'Figure 4: E_R vs N per category, one panel per arch'),
     '5': ('figure5_er_vs_n_by_range.png', 'Figure 5: E_R vs N per rain range (resnet)'),
@@ -79,6 +68,10 @@ FIGURES = {
     '7': ('figure7_eb_vs_n.png', 'Figure 7: E_B vs N per category, one panel per arch'),
     '10': ('figure10_cross_category.png',
            'Figure 10: models trained on each category, tested on natural'),
+    '5b': ('figure5b_net_removal_by_range.png',
+           'Figure 5b: net removal vs N per rain range (resnet; claim 2)'),
+    'distance': ('figure_distance.png',
+                 'Distance: net removal as the test rain moves away from the training rain'),
 }
 
 
@@ -95,6 +88,7 @@ class Point:
   config: dict
   evals: dict[str, dict]
   seconds: float | None = None  # training + eval wall time, from the sweep's done.json
+  machine: dict = dataclasses.field(default_factory=dict)  # where it ran, from done.json
 
   @property
   def category(self) -> str:
@@ -155,10 +149,10 @@ def load_points(out_dir) -> tuple[list[Point], list[dict]]:
     except ValueError as error:
       not_run.append({'point': path.name, 'reason': str(error)})
       continue
-    done = path / 'done.json'
-    seconds = _read_json(done).get('seconds') if done.is_file() else None
+    done = _read_json(path / 'done.json') if (path / 'done.json').is_file() else {}
+    machine = {k: v for k, v in done.items() if k not in ('arg', 'seconds')}
     if evals:
-      points.append(Point(path.name, path, config, evals, seconds))
+      points.append(Point(path.name, path, config, evals, done.get('seconds'), machine))
     else:
       not_run.append({'point': path.name, 'reason': 'no eval results'})
   return points, not_run
@@ -196,26 +190,6 @@ def choose_test_rain(points: list[Point]) -> str:
   return 'unseen'
 
 
-def spearman(x, y) -> float:
-  """Spearman's rank correlation; NaN when either side is constant or too short."""
-  x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-  if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-    return math.nan
-  return float(scipy.stats.spearmanr(x, y).statistic)
-
-
-def collapse_point(ns, shares) -> int | None:
-  """The largest N up to which the removal share stays above the midpoint of its values
-  at the smallest and largest N; None if it starts at or below it. Ns ascending."""
-  midpoint = (shares[0] + shares[-1]) / 2
-  collapse = None
-  for n, share in zip(ns, shares):
-    if share <= midpoint:
-      break
-    collapse = n
-  return collapse
-
-
 def curves(rows: list[dict], metric: str, keys=('arch', 'category', 'rain_range')):
   """{key values: [Level] by ascending N}: the metric's seed statistics per group."""
   values = collections.defaultdict(lambda: collections.defaultdict(list))
@@ -234,135 +208,23 @@ def _partition(rows):
   return kept, sorted({r['point'] for r in rows if r['converged'] is False})
 
 
-def _verdict(claim, status, statistic, values, excluded=()):
-  return {'claim': claim, 'text': CLAIMS[claim], 'status': status, 'statistic': statistic,
-          'values': values, 'not_converged': list(excluded)}
-
-
-def _not_run(claim, needs, excluded):
-  note = f'; {len(excluded)} not converged' if excluded else ''
-  return _verdict(claim, NOT_RUN, f'needs {needs}{note}', {}, excluded)
-
-
-def _label(key) -> str:
-  return '/'.join(str(k) for k in key)
-
-
-def claim_falls(rows: list[dict]) -> dict:
-  """Claim 1: rho(N, E_R) and rho(N, removal share) over seed means, all negative."""
-  kept, excluded = _partition(rows)
-  errors, shares = curves(kept, 'E_R'), curves(kept, 'removal_share')
-  values = {}
-  for key, levels in errors.items():
-    share_levels = shares.get(key, [])
-    if len(levels) >= MIN_LEVELS and len(share_levels) >= MIN_LEVELS:
-      values[_label(key)] = {
-          'rho_E_R': spearman([l.n for l in levels], [l.mean for l in levels]),
-          'rho_removal_share': spearman([l.n for l in share_levels],
-                                        [l.mean for l in share_levels])}
-  if not values:
-    return _not_run(1, f'{MIN_LEVELS} values of N for some arch/category/range', excluded)
-  passed = all(rho < 0 for rhos in values.values() for rho in rhos.values())
-  statistic = '; '.join(f'{k}: rho(E_R) {v["rho_E_R"]:.2f}, rho(share) '
-                        f'{v["rho_removal_share"]:.2f}' for k, v in values.items())
-  return _verdict(1, PASS if passed else FAIL, statistic, values, excluded)
-
-
-def claim_collapse(rows: list[dict]) -> dict:
-  """Claim 2: per category, resnet collapse points small < medium < large."""
-  kept, excluded = _partition([r for r in rows if r['arch'] == 'resnet'])
-  shares = curves(kept, 'removal_share', keys=('category', 'rain_range'))
-  values = {}
-  for category in sorted({c for c, _ in shares}):
-    ranges = [shares.get((category, r), []) for r in RAIN_RANGES]
-    if all(len(levels) >= MIN_LEVELS for levels in ranges):
-      values[category] = {
-          r: collapse_point([l.n for l in levels], [l.mean for l in levels])
-          for r, levels in zip(RAIN_RANGES, ranges)}
-  if not values:
-    return _not_run(2, f'resnet points of all three rain ranges with {MIN_LEVELS} '
-                    'values of N for one category', excluded)
-  passed = all(None not in c.values() and c['small'] < c['medium'] < c['large']
-               for c in values.values())
-  statistic = '; '.join(f'{k}: collapse N small {c["small"]}, medium {c["medium"]}, '
-                        f'large {c["large"]}' for k, c in values.items())
-  return _verdict(2, PASS if passed else FAIL, statistic, values, excluded)
-
-
-def claim_flattens(rows: list[dict]) -> dict:
-  """Claim 3: rho(N, E_B) < 0 and |E_B(256) - E_B(N max)| < (E_B(N min) - E_B(256)) / 4.
-
-  E_B(256) is interpolated linearly in log2 N when 256 is not on the grid."""
-  kept, excluded = _partition(rows)
-  values = {}
-  for key, levels in curves(kept, 'E_B').items():
-    ns, means = [l.n for l in levels], [l.mean for l in levels]
-    if len(levels) < MIN_LEVELS or not ns[0] < FLAT_FROM < ns[-1]:
+def claim_verdicts(chosen: list[dict], stats: dict, rows: list[dict]) -> list[dict]:
+  """Claims 1-5 on the chosen test rain and the distance statement on the shifted rains
+  among `rows` (study/verdicts.py), on converged points. A claim that cannot run without the
+  not-converged points but could with them is NOT CONVERGED."""
+  results = []
+  for claim, rows in ((verdicts.claim_falls, chosen), (verdicts.claim_collapse, chosen),
+                      (verdicts.claim_flattens, chosen), (None, None),
+                      (verdicts.claim_tradeoff, chosen), (verdicts.distance_verdict, rows)):
+    if claim is None:
+      results.append(verdicts.claim_complexity(stats))
       continue
-    at_flat = float(np.interp(math.log2(FLAT_FROM), np.log2(ns), means))
-    early, late = means[0] - at_flat, at_flat - means[-1]
-    values[_label(key)] = {
-        'rho_E_B': spearman(ns, means), f'E_B_at_{FLAT_FROM}': at_flat,
-        'early_drop': early, 'late_change': late,
-        'late_over_early': abs(late) / early if early > 0 else math.nan}
-  if not values:
-    return _not_run(3, f'{MIN_LEVELS} values of N on both sides of {FLAT_FROM} for some '
-                    'arch/category/range', excluded)
-  passed = all(v['rho_E_B'] < 0 and v['late_over_early'] < 0.25 for v in values.values())
-  statistic = '; '.join(f'{k}: rho(E_B) {v["rho_E_B"]:.2f}, |change after {FLAT_FROM}| / '
-                        f'change before {v["late_over_early"]:.2f}'
-                        for k, v in values.items())
-  return _verdict(3, PASS if passed else FAIL, statistic, values, excluded)
-
-
-def claim_complexity(stats: dict[str, dict]) -> dict:
-  """Claim 4: every pair of ranked categories present is in COMPLEXITY_RANK's order."""
-  ranked = sorted((c for c in stats if c in COMPLEXITY_RANK),
-                  key=lambda c: (COMPLEXITY_RANK[c], c))
-  if len(ranked) < 2:
-    return _not_run(4, f'2 measured categories among {", ".join(COMPLEXITY_RANK)}', ())
-  passed = all(stats[a]['mean'] > stats[b]['mean'] for a in ranked for b in ranked
-               if COMPLEXITY_RANK[a] < COMPLEXITY_RANK[b])
-  values = {c: stats[c]['mean'] for c in ranked}
-  statistic = ', '.join(f'{c} {m:.4g}' for c, m in values.items()) + ' (mean complexity)'
-  return _verdict(4, PASS if passed else FAIL, statistic, values)
-
-
-def claim_tradeoff(rows: list[dict]) -> dict:
-  """Claim 5: per arch, every objective (N, rain range) with N <= 512 has a higher E_R and
-  a higher E_B than the baseline of its category: the largest N (> 512), medium range
-  when there are several."""
-  kept, excluded = _partition(rows)
-  backgrounds = {k: {l.n: l.mean for l in v} for k, v in curves(kept, 'E_B').items()}
-  objectives = collections.defaultdict(dict)  # (arch, category): {(N, range): (E_R, E_B)}
-  for (arch, category, rain_range), levels in curves(kept, 'E_R').items():
-    for level in levels:
-      if level.n in backgrounds[(arch, category, rain_range)]:
-        objectives[(arch, category)][(level.n, rain_range)] = (
-            level.mean, backgrounds[(arch, category, rain_range)][level.n])
-  values = {}
-  for (arch, category), table in sorted(objectives.items()):
-    largest = max(n for n, _ in table)
-    baseline = min((o for o in table if o[0] == largest),
-                   key=lambda o: (o[1] != 'medium', _order(o[1], RAIN_RANGES)))
-    few = [o for o in table if o[0] <= FEW_BACKGROUNDS]
-    if largest <= FEW_BACKGROUNDS or not few:
-      continue
-    base_e_r, base_e_b = table[baseline]
-    counts = values.setdefault(arch, {'objectives': 0, 'beat_E_R': 0, 'lose_E_B': 0,
-                                      'baselines': []})
-    counts['objectives'] += len(few)
-    counts['beat_E_R'] += sum(table[o][0] > base_e_r for o in few)
-    counts['lose_E_B'] += sum(table[o][1] > base_e_b for o in few)
-    counts['baselines'].append(f'{category} N={baseline[0]} {baseline[1]}')
-  if not values:
-    return _not_run(5, f'an objective with N <= {FEW_BACKGROUNDS} and a larger-N baseline '
-                    'for some arch/category', excluded)
-  passed = all(c['beat_E_R'] == c['lose_E_B'] == c['objectives'] for c in values.values())
-  statistic = '; '.join(f'{arch}: {c["beat_E_R"]}/{c["objectives"]} beat on E_R, '
-                        f'{c["lose_E_B"]}/{c["objectives"]} lose on E_B (baseline '
-                        f'{", ".join(c["baselines"])})' for arch, c in values.items())
-  return _verdict(5, PASS if passed else FAIL, statistic, values, excluded)
+    kept, excluded = _partition(rows)
+    result = claim(kept, excluded)
+    if result['status'] == statistics.NOT_RUN and excluded and claim(rows)['tests']:
+      result['status'] = statistics.NOT_CONVERGED
+    results.append(result)
+  return results
 
 
 def category_complexity(category: str, data_dir: str | None = None) -> np.ndarray:
@@ -372,15 +234,24 @@ def category_complexity(category: str, data_dir: str | None = None) -> np.ndarra
   return np.asarray(complexity(patches.astype(np.float32) / 255.0))
 
 
-def _complexities(points: list[Point]) -> tuple[dict[str, dict], dict[str, str]]:
+def _complexities(points: list[Point], out_dir) -> tuple[dict[str, dict], dict[str, str]]:
   """({category: mean, std, patches}, {category: why it was skipped}) for the points'
-  categories, each loaded with the data_dir of its first point."""
+  categories and the ranked ones of claim 4, each loaded with the data_dir of its first
+  point (the ranked ones with the first data_dir any point names). Read from and added
+  to OUT/complexity.json, so categories measured once need no images again."""
+  cache_file = pathlib.Path(out_dir) / COMPLEXITY_FILE
+  stats = _read_json(cache_file) if cache_file.is_file() else {}
   sources = {}
   for point in points:
     sources.setdefault(point.category, (point.config.get('category'),
                                         point.config.get('data_dir')))
-  stats, skipped = {}, {}
+  data_dir = next((p.config.get('data_dir') for p in points if p.config.get('data_dir')), '')
+  for name in COMPLEXITY_RANK if points else ():
+    sources.setdefault(name, (name, data_dir))
+  skipped = {}
   for name, (category, data_dir) in sorted(sources.items()):
+    if name in stats:
+      continue
     try:
       values = category_complexity(category, data_dir)
     except (ValueError, OSError) as error:  # ImageError is a ValueError
@@ -389,6 +260,8 @@ def _complexities(points: list[Point]) -> tuple[dict[str, dict], dict[str, str]]
       continue
     stats[name] = {'mean': float(values.mean()), 'std': float(values.std()),
                    'patches': len(values)}
+  if stats:
+    cache_file.write_text(json.dumps(stats, indent=1, sort_keys=True))
   return stats, skipped
 
 
@@ -489,6 +362,49 @@ def _complexity_figure(path, stats: dict, skipped: dict) -> bool:
   return bool(names)
 
 
+def _distance_figure(path, rows: list[dict]) -> bool:
+  """A row of panels (angle, length, width) per arch/category/range with 3 values of N:
+  net removal of DISTANCE_NS against the angle offset beyond the training range, and
+  against streak length and width with the training range shaded."""
+  by_axis = {axis: verdicts.shifted_rows(rows, axis) for axis in shifts.AXES}
+  groups = collections.defaultdict(set)
+  for row in by_axis['angle']:
+    groups[(row['arch'], row['category'], row['rain_range'])].add(row['num_patches'])
+  groups = sorted((g for g, ns in groups.items() if len(ns) >= verdicts.MIN_LEVELS),
+                  key=lambda g: (g[0], g[1], _order(g[2], RAIN_RANGES)))
+  figure, axes = _new_figure(len(groups) * len(shifts.AXES), FIGURES['distance'][1],
+                             columns=len(shifts.AXES))
+  if not groups:
+    _mark_not_run(axes[0])
+  for row_index, group in enumerate(groups):
+    training = TRAINING_RANGES[group[2]]
+    for column, axis_name in enumerate(shifts.AXES):
+      axis = axes[row_index * len(shifts.AXES) + column]
+      members = [r for r in by_axis[axis_name]
+                 if (r['arch'], r['category'], r['rain_range']) == group]
+      ns = sorted({r['num_patches'] for r in members})
+      shown = [n for n in ns if n in DISTANCE_NS] or ns
+      x_field = 'offset' if axis_name == 'angle' else 'value'
+      for i, n in enumerate(shown):
+        levels = curves([{**r, 'num_patches': r[x_field]} for r in members
+                         if r['num_patches'] == n], 'net_removal', keys=('arch',))
+        for level_list in levels.values():
+          _plot(axis, level_list, f'N = {n}', f'C{i % 10}')
+      if axis_name == 'angle':
+        axis.axvspan(min(r['offset'] for r in members), 0, color='0.9')
+        axis.set_xlabel('|angle| beyond the training range (degrees)')
+      else:
+        bounds = training.length if axis_name == 'length' else (min(training.widths),
+                                                                max(training.widths))
+        axis.axvspan(min(bounds), max(bounds), color='0.9')
+        axis.set_xlabel(f'streak {axis_name} (px)')
+      axis.set_title(f'{verdicts.label(group)}: {axis_name}')
+      axis.set_ylabel('net removal')
+      axis.legend(fontsize='small')
+  figure.savefig(path, dpi=80)
+  return bool(groups)
+
+
 def _draw_figures(report_dir, kept, rows, kind, reference_range, stats, skipped):
   """Write every figure; returns {figure id: drawn}."""
   at_range = [r for r in kept if r['rain_range'] == reference_range]
@@ -503,7 +419,8 @@ def _draw_figures(report_dir, kept, rows, kind, reference_range, stats, skipped)
   has_cross = any(r['category'] != 'natural' for r in cross)
   cross_series = {}  # a row per arch: E_R, E_B
   if has_cross:
-    by_metric = {m: _nest(curves(cross, m, keys=('arch', 'category'))) for m in ('E_R', 'E_B')}
+    by_metric = {m: _nest(curves(cross, m, keys=('arch', 'category')))
+                 for m in ('E_R', 'net_removal', 'E_B')}
     for arch in by_metric['E_R']:
       for metric, nested in by_metric.items():
         cross_series[f'{arch}: {metric} on {cross_set}'] = {
@@ -519,21 +436,32 @@ def _draw_figures(report_dir, kept, rows, kind, reference_range, stats, skipped)
                     'normalised E_R', normalise=True),
       '6b': _complexity_figure(path('6b'), stats, skipped),
       '7': _panels(path('7'), FIGURES['7'][1] + suffix, by_arch('E_B'), 'E_B (0-255)'),
-      '10': _panels(path('10'), FIGURES['10'][1] + suffix, cross_series, '0-255',
-                    columns=2),
+      '10': _panels(path('10'), FIGURES['10'][1] + suffix, cross_series,
+                    'E_R, E_B (0-255); net removal', columns=3),
+      '5b': _panels(path('5b'), FIGURES['5b'][1],
+                    _nest(curves(resnet, 'net_removal', keys=('category', 'rain_range')),
+                          RAIN_RANGES), 'net removal'),
+      'distance': _distance_figure(path('distance'), [r for r in rows
+                                                      if r['converged'] is not False]),
   }
 
 
+TABLE2_COLUMNS = {'E_R': 'E_R', 'net_removal': 'net removal',
+                  'over_subtraction': 'over-subtraction', 'E_B': 'E_B', 'psnr': 'PSNR',
+                  'ssim': 'SSIM'}
+
+
 def table2(kept: list[dict]) -> str:
-  """Markdown: seed means of E_R, E_B, PSNR, SSIM per arch, category and objective."""
-  means = {m: curves(kept, m) for m in ('E_R', 'E_B', 'psnr', 'ssim')}
-  lines = ['| arch | category | rain range | N | seeds | E_R | E_B | PSNR | SSIM |',
-           '|---|---|---|---:|---:|---:|---:|---:|---:|']
+  """Markdown: seed means of TABLE2_COLUMNS per arch, category and objective."""
+  means = {m: curves(kept, m) for m in TABLE2_COLUMNS}
+  lines = ['| arch | category | rain range | N | seeds | ' +
+           ' | '.join(TABLE2_COLUMNS.values()) + ' |',
+           '|---|---|---|---:|---:|' + '---:|' * len(TABLE2_COLUMNS)]
   keys = sorted(means['E_R'], key=lambda k: (k[0], k[1], _order(k[2], RAIN_RANGES)))
   for key in keys:
     by_metric = {m: {l.n: l for l in means[m].get(key, [])} for m in means}
     for level in means['E_R'][key]:
-      cells = [f'{by_metric[m][level.n].mean:.{3 if m == "ssim" else 2}f}'
+      cells = [f'{by_metric[m][level.n].mean:.{2 if m in ("E_R", "E_B", "psnr") else 3}f}'
                if level.n in by_metric[m] else '-' for m in means]
       lines.append(f'| {" | ".join(map(str, key))} | {level.n} | {level.seeds} | '
                    f'{" | ".join(cells)} |')
@@ -542,7 +470,8 @@ def table2(kept: list[dict]) -> str:
 
 def _qualitative(points: list[Point], kept: list[dict], kind: str, report_dir) -> list[str]:
   """Markdown rows: strips of the smallest-N and largest-N points of each group, copied
-  into REPORT/qualitative/."""
+  into REPORT/qualitative/ (a copy made before stands in for a strip that is not kept,
+  e.g. in a study committed without its images)."""
   used = {r['point'] for r in kept}
   groups = collections.defaultdict(list)
   for point in points:
@@ -555,16 +484,19 @@ def _qualitative(points: list[Point], kept: list[dict], kind: str, report_dir) -
     members.sort(key=lambda p: (num_patches(p), p.config.get('seed'), p.name))
     low = members[0]  # each end's lowest seed
     high = next(p for p in members if num_patches(p) == num_patches(members[-1]))
-    strips = [p.path / 'eval' / f'{p.category}_{kind}.png' for p in (low, high)]
-    if num_patches(low) == num_patches(high) or not all(s.is_file() for s in strips):
-      continue
     copies = pathlib.Path(report_dir) / 'qualitative'
+    strips = [p.path / 'eval' / f'{p.category}_{kind}.png' for p in (low, high)]
+    have = [s.is_file() or (copies / f'{p.name}.png').is_file()
+            for p, s in zip((low, high), strips)]
+    if num_patches(low) == num_patches(high) or not all(have):
+      continue
     copies.mkdir(exist_ok=True)
     for p, strip in zip((low, high), strips):  # the report folder stands alone
-      shutil.copyfile(strip, copies / f'{p.name}.png')
+      if strip.is_file():
+        shutil.copyfile(strip, copies / f'{p.name}.png')
     cells = [f'N = {num_patches(p)}: ![{p.name}](qualitative/{p.name}.png)'
              for p in (low, high)]
-    lines.append(f'| {_label(key)} | {cells[0]} | {cells[1]} |')
+    lines.append(f'| {verdicts.label(key)} | {cells[0]} | {cells[1]} |')
   if not lines:
     return []
   return ['| group | smallest N | largest N |', '|---|---|---|', *lines]
@@ -595,13 +527,25 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
       _compute_line(points),
       *(['**Scale smoke checks the pipeline only: its verdicts carry no evidence.**']
         if scales == ['smoke'] else []),
-      '', '## Verdicts', '', '| claim | statement | statistic | status |',
-      '|---|---|---|---|']
+      _machines_line(points),
+      '', '## Verdicts', '', VERDICT_METHOD, '', '| claim | statement | status |',
+      '|---|---|---|']
   for v in result['verdicts']:
-    excluded = (f' (excluded, not converged: {", ".join(v["not_converged"])})'
-                if v['not_converged'] else '')
-    text.append(f'| {v["claim"]} | {v["text"]} | {v["statistic"]}{excluded} | '
-                f'**{v["status"]}** |')
+    text.append(f'| {v["claim"]} | {v["text"]} | **{v["status"]}** |')
+  for v in result['verdicts']:
+    text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
+             else f'### Distance: {v["status"]}', '', v['text'] + '.', '']
+    text += [f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**' for t in v['tests']] or [
+        f'- {v["statistic"]}']
+    if v['points_used']:
+      text += ['', f'Points used ({len(v["points_used"])}): ' + ', '.join(v['points_used'])
+               + '.']
+    if v['left_out']:
+      reasons = collections.defaultdict(list)
+      for point, reason in v['left_out'].items():
+        reasons[reason].append(point)
+      text += ['', 'Left out: ' + '; '.join(f'{len(p)} point(s), {why} ({", ".join(p)})'
+                                           for why, p in reasons.items()) + '.']
   text += ['', '## Figures', '']
   if figures_drawn is None:
     text += ['Figures were not drawn (figures=False).', '']
@@ -625,6 +569,31 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
     text += ['', 'Convergence not checked (no train test set): ' +
              ', '.join(result['unchecked']) + '.']
   return '\n'.join(text) + '\n'
+
+
+VERDICT_METHOD = (
+    'Each claim is tested by statistics of per-point seed means with 95% intervals from a '
+    'seed-noise bootstrap: the within-point seed variance is pooled over all points of one '
+    'arch and category (with 2-3 seeds a point cannot estimate its own spread), each draw '
+    'takes a noise level from its chi-square distribution and point means from a normal '
+    'around the observed ones (for a difference or a slope this is the pooled t-interval). '
+    'PASS: the interval lies on the paper\'s side of no effect; FAIL: on the other side; '
+    'INCONCLUSIVE: it straddles it (or no interval: 1 seed a point). A claim fails if any '
+    'test fails and passes if all pass. Removal is net removal '
+    '(1 - sum_M |output - clean| / sum_M (rainy - clean), eval/metrics.py), which counts '
+    'over-subtraction as damage; E_R is reported beside it. Left out of every interval: '
+    'noise that differs between points of a group (small N varies more), and the '
+    'variation of the test images (each point sees the same test set).')
+
+
+def _machines_line(points: list[Point]) -> str:
+  """Which machines the points ran on, from done.json."""
+  machines = collections.Counter(
+      f'{p.machine.get("device", "?")} ({p.machine.get("cpu", "?")})' for p in points
+      if p.machine)
+  if not machines:
+    return 'Machines: not recorded.'
+  return 'Machines: ' + '; '.join(f'{n} points on {m}' for m, n in machines.items()) + '.'
 
 
 def _compute_line(points: list[Point]) -> str:
@@ -674,14 +643,13 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   not_run += [{'point': p.name, 'reason': f'no {p.category}_{kind} results'}
               for p in points if p.name not in has_chosen]
   kept, _ = _partition(chosen)
-  stats, skipped = _complexities(points)
+  stats, skipped = _complexities(points, out_dir)
   result = {
       'rows': rows, 'num_points': num_points, 'not_run': not_run, 'test_rain': kind,
       'reference_range': _reference_range(kept),
       'not_converged': [_gate(p) for p in points if p.converged is False],
       'unchecked': [p.name for p in points if p.converged is None],
-      'verdicts': [claim_falls(chosen), claim_collapse(chosen), claim_flattens(chosen),
-                   claim_complexity(stats), claim_tradeoff(chosen)],
+      'verdicts': claim_verdicts(chosen, stats, rows),
       'complexity': stats, 'complexity_skipped': skipped,
       'figures': {}, 'empty_figures': [], 'report': report_dir / 'report.md'}
   drawn = None
@@ -712,7 +680,9 @@ def cli(out_dir, figures: bool = True) -> int:
     print(error, file=sys.stderr)
     return 1
   for verdict in result['verdicts']:
-    print(f'claim {verdict["claim"]}: {verdict["status"]}: {verdict["statistic"]}')
+    print(f'claim {verdict["claim"]}: {verdict["status"]}')
+    for test in verdict['tests']:
+      print(f'  {test["label"]}: {test["statistic"]}: {test["status"]}')
   print(f'{len(result["not_run"])} not run, {len(result["not_converged"])} not converged; '
         f'report: {result["report"]}')
   return 0
