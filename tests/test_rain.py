@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxderain import data, rain
-from jaxderain.rain import stats
+from jaxderain.rain import shifts, stats
 
 
 @pytest.mark.parametrize('name', ['small', 'medium', 'large'])
@@ -121,3 +121,21 @@ def test_rain100l_statistics(data_dir):
   measured = stats.summary(pairs.rain_layer)
   assert measured['coverage'] == pytest.approx(RAIN100L_COVERAGE, abs=0.005)
   assert measured['mean'] == pytest.approx(0.022, abs=0.003)
+
+
+def test_shifted_rains_move_one_parameter_away_from_the_training_rain():
+  family = shifts.family()
+  assert [s.name for s in family[:3]] == ['angle0', 'angle10', 'angle20']
+  assert len(family) == len(shifts.ANGLES) + len(shifts.LENGTHS) + len(shifts.WIDTHS)
+  for angle in (0, 30, 60, 90):  # measured off the autocorrelation, either side
+    layers = np.asarray(rain.synthesize(jax.random.key(3), 16, 128, 128,
+                                        shifts.family(('angle',))[angle // 10].rain_range))
+    measured = np.median([abs(stats.streak_angle(x[..., 0])) for x in layers])
+    assert abs(measured - angle) < 8, (angle, measured)
+  medium = rain.TRAINING_RANGES['medium']
+  assert shifts.offset('angle', 60, medium) == 30 and shifts.offset('angle', 0, medium) == -30
+  assert shifts.offset('length', 4, medium) == 16 and shifts.offset('length', 50, medium) == 10
+  assert shifts.offset('width', 11, medium) == 2 and shifts.offset('width', 7, medium) == -2
+  assert shifts.parse('angle40') == ('angle', 40) and shifts.parse('unseen') is None
+  with pytest.raises(ValueError, match='Unknown rain shift axis'):
+    shifts.family(('tilt',))

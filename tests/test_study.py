@@ -27,6 +27,23 @@ def test_grids_have_the_papers_sizes_and_unique_names():
     grids.grid_points('fig99', 'cpu')
 
 
+def test_study_grid_runs_each_part_once_claim2_first():
+  points = grids.grid_points('study', 'cpu')
+  names = [p.name for p in points]
+  parts = {part: len(grids.grid_points(part, 'cpu')) for part in grids.STUDY}
+  assert parts == {'claim2': 20, 'claims': 30, 'families': 16, 'categories': 6,
+                   'table2_resnet': 2, 'table2_slow': 6}
+  assert len(set(names)) == len(names) == sum(parts.values())
+  assert names[:2] == ['resnet_small_8_scale-cpu_seed-0', 'resnet_small_8_scale-cpu_seed-1']
+  configs = {p.name: sweep.point_config(p) for p in points}
+  assert tuple(configs['resnet_medium_8_category-urban100_scale-cpu_seed-2']
+               .eval.extra_categories) == ('natural',)  # Figure 10's fourth curve
+  celeba = configs['resnet_medium_8_category-celeba_scale-cpu_seed-0']
+  assert celeba.upscale_small_images and celeba.category == 'celeba'
+  assert all(tuple(c.eval.rain_shifts) == ('angle', 'length', 'width')
+             for c in configs.values())
+
+
 def test_point_configs_and_commands_carry_the_study_overrides(tmp_path):
   point = grids.grid_points('fig10', 'cpu')[0]
   config = sweep.point_config(point)

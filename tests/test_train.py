@@ -15,6 +15,7 @@ from PIL import Image
 
 from configs import grid
 from jaxderain import cpu_flags, experiment
+from jaxderain.rain import shifts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,25 @@ def test_eval_averages_recent_checkpoints_and_checks_training_data(trained, tmp_
   assert recent['E_R'] != results['natural_unseen']['E_R']  # a mean over three steps
   assert results['natural_train']['num_images'] == min(16, config.eval.num_images)
   assert results['natural_train']['rain_fraction'] > 0
+
+
+def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
+  config = smoke_config()
+  config.eval.rain_shifts = ('width',)
+  config.eval.extra_categories = ('natural',)  # the run's own category: not tested twice
+  sets = experiment.test_sets(config)
+  names = [s.name for s in sets]
+  assert names == ['natural_unseen', *[f'natural_width{w}' for w in shifts.WIDTHS],
+                   'natural_train']
+  thin, wide = sets[1], sets[-2]
+  np.testing.assert_array_equal(thin.clean[0], wide.clean[0])
+  # One rain key: the same streak seeds, blurred thin or wide.
+  assert np.corrcoef(thin.rain_layer[0].ravel(), wide.rain_layer[0].ravel())[0, 1] > 0.3
+  assert thin.rain_layer[0].mean() != wide.rain_layer[0].mean()
+  config.eval.rain_shifts = ('tilt',)
+  with pytest.raises(experiment.ConfigError, match="config.eval.rain_shifts: Unknown rain "
+                     r"shift axis \['tilt'\]"):
+    experiment.check(config)
 
 
 def make_folder_category(folder):
