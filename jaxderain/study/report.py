@@ -535,8 +535,13 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
   for v in result['verdicts']:
     text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
              else f'### Distance: {v["status"]}', '', v['text'] + '.', '']
-    text += [f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**' for t in v['tests']] or [
-        f'- {v["statistic"]}']
+    for t in v['tests']:
+      text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**')
+      if t.get('gaps'):
+        text.append('  - gap by offset: ' + ', '.join(
+            f'{o}: {e:.3f} [{lo:.3f}, {hi:.3f}]' for o, (e, lo, hi) in t['gaps'].items()))
+    if not v['tests']:
+      text.append(f'- {v["statistic"]}')
     if v['points_used']:
       text += ['', f'Points used ({len(v["points_used"])}): ' + ', '.join(v['points_used'])
                + '.']

@@ -285,8 +285,8 @@ def distance_verdict(rows, excluded=(), axis: str = DISTANCE_AXIS) -> dict:
   """The distance statement: per arch, category and training range, the slope of each
   model's net removal against the offset beyond its training range (offsets >= 0), and
   the difference of that slope between the fewest and the most backgrounds (> 0: the gap
-  grows). Also where the curves separate: the smallest offset whose gap interval lies
-  above 0. The noise of slopes and of each set's values is pooled per arch and category."""
+  grows). Also the gap at every offset (inside the range too) with its interval, and
+  where the curves separate: the smallest offset whose gap interval lies above 0. The noise of slopes and of each set's values is pooled per arch and category."""
   shifted = shifted_rows(rows, axis)
   beyond = collections.defaultdict(set)
   for row in shifted:
@@ -317,23 +317,23 @@ def distance_verdict(rows, excluded=(), axis: str = DISTANCE_AXIS) -> dict:
     interval = statistics.bootstrap(statistics.difference(0, 1),
                                     [_values(few), _values(many)],
                                     statistics.pooled_noise(slope_noise[key[:2]]))
-    separation = None
+    gaps = {}  # offset: the gap's interval there
     for offset in sorted({r['offset'] for r in shifted if tuple(
         r[k] for k in ('arch', 'category', 'rain_range')) == key}):
       by_n = at_offset.get((*key, offset), {})
       if ns[0] in by_n and ns[-1] in by_n:
-        gap = statistics.bootstrap(
+        gaps[offset] = statistics.bootstrap(
             statistics.difference(0, 1), [_values(by_n[ns[0]]), _values(by_n[ns[-1]])],
             statistics.pooled_noise(gap_noise[(*key[:2], offset)]))
-        if statistics.direction(gap, +1) == PASS:
-          separation = offset
-          break
+    separation = next((o for o, gap in gaps.items()
+                       if statistics.direction(gap, +1) == PASS), None)
     where = ('never separate' if separation is None
              else f'separate from offset {separation:g}')
     tests.append(_test(
         f'{label(key)}: N={ns[0]} vs N={ns[-1]}',
         f'gap slope per unit of {axis} offset {interval.text()}; curves {where}',
         interval, statistics.direction(interval, +1), _names(few, many),
-        separates_at=separation, offsets=beyond[key]))
+        separates_at=separation, offsets=beyond[key],
+        gaps={f'{o:g}': [g.estimate, g.low, g.high] for o, g in gaps.items()}))
   return verdict('distance', tests, _scope(shifted), f'needs {MIN_LEVELS} {axis} offsets '
                  'at or beyond its training range and two values of N', excluded)
