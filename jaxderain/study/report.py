@@ -542,6 +542,8 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
             f'{o}: {e:.3f} [{lo:.3f}, {hi:.3f}]' for o, (e, lo, hi) in t['gaps'].items()))
     if not v['tests']:
       text.append(f'- {v["statistic"]}')
+    if v.get('note'):
+      text += ['', v['note']]
     if v['points_used']:
       text += ['', f'Points used ({len(v["points_used"])}): ' + ', '.join(v['points_used'])
                + '.']
