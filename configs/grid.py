@@ -102,7 +102,9 @@ def parse(arg: str) -> dict:
   return point
 
 
-def get_config(arg: str = 'resnet,medium,64') -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg is None:  # --config=configs/grid.py without a grid point
+    _fail('configs/grid.py', 'no grid point: name one after a colon')
   point = parse(arg)
   scale = SCALES[point['scale']]
   config = ml_collections.ConfigDict()

@@ -5,6 +5,7 @@ This is where a ConfigDict is read; everything below it takes plain values and a
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import pathlib
@@ -52,6 +53,61 @@ def state_template(config):
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
+# Numeric fields: (field, type, lowest, highest), bounds inclusive unless FIELD_EXCLUSIVE
+# says otherwise; None = unbounded.
+FIELD_RANGES = (
+    *((f, int, 1, None) for f in ('batch_size', 'total_steps', 'patch_size', 'num_patches',
+                                  'log_every', 'checkpoint_every', 'keep_checkpoints',
+                                  'eval.num_images', 'eval.image_size', 'eval.average_last',
+                                  'eval.rain100l_limit')),
+    ('eval.strip_images', int, 0, None), ('seed', int, None, None),
+    ('eval.seed', int, None, None), ('learning_rate', float, 0.0, None),
+    ('final_learning_rate', float, 0.0, None), ('b1', float, 0.0, 1.0),
+    ('b2', float, 0.0, 1.0), ('test_fraction', float, 0.0, 1.0),
+    ('eval.rain_threshold', float, 0.0, 1.0))
+# Float fields that must lie strictly inside their bounds (0 < learning_rate, b1, b2 < 1).
+FIELD_EXCLUSIVE = {'learning_rate': 'low', 'b1': 'high', 'b2': 'high',
+                   'test_fraction': 'both', 'eval.rain_threshold': 'high'}
+
+
+def _check_field(config, field, kind, low, high) -> None:
+  """One field's type and range, or ConfigError naming the field and the valid values."""
+  node = config
+  for part in field.split('.'):
+    node = node[part]
+  value = node
+  numeric = (int,) if kind is int else (int, float)
+  if isinstance(value, bool) or not isinstance(value, numeric):
+    raise ConfigError(f'config.{field} must be {"an integer" if kind is int else "a number"}, '
+                      f'got {value!r}: set --config.{field}.')
+  exclusive = FIELD_EXCLUSIVE.get(field, '')
+  too_low = low is not None and (value <= low if exclusive in ('low', 'both') else value < low)
+  too_high = high is not None and (value >= high if exclusive in ('high', 'both')
+                                   else value > high)
+  if too_low or too_high:
+    left = '(' if exclusive in ('low', 'both') else '['
+    right = ')' if exclusive in ('high', 'both') else ']'
+    valid = (f'in {left}{low}, {high}{right}' if high is not None
+             else f'{">" if left == "(" else ">="} {low}')
+    raise ConfigError(f'config.{field} must be {valid}, got {value!r}: set --config.{field}.')
+
+
+def check_model_options(config) -> None:
+  """config.model must hold options of config.arch (a changed --config.arch keeps the
+  grid point's options of the other architecture)."""
+  build = models.get(config.arch).build
+  parameters = inspect.signature(build.__init__ if inspect.isclass(build) else build).parameters
+  accepted = {n for n, p in parameters.items() if n not in ('self', 'rngs') and p.kind in (
+      p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  unknown = sorted(set(config.model) - accepted)
+  if unknown:
+    raise ConfigError(
+        f'config.model holds options {config.arch} does not take ({", ".join(unknown)}): '
+        'pick the architecture in the grid point, which brings its own options '
+        f'(--config=configs/grid.py:{config.arch},{config.rain_range},{config.num_patches}'
+        f',scale={config.scale}), rather than overriding --config.arch.')
+
+
 def check(config) -> None:
   """Fail before any work on values that cannot run."""
   devices, processes = jax.device_count(), jax.process_count()
@@ -59,10 +115,9 @@ def check(config) -> None:
     of_all = f' of the {processes} processes' if processes > 1 else ''
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
                       f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
-  for field in ('batch_size', 'total_steps', 'patch_size', 'num_patches', 'log_every',
-                'checkpoint_every'):
-    if config[field] < 1:
-      raise ConfigError(f'{field} must be positive, got {config[field]}.')
+  for field, kind, low, high in FIELD_RANGES:
+    _check_field(config, field, kind, low, high)
+  check_model_options(config)
   rain_range(config)
   rain_shifts(config)
   if config.compute_dtype not in COMPUTE_DTYPES:
@@ -345,6 +400,7 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
     raise FileNotFoundError(
         f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
+  check(config)
   check_workdir_config(config, workdir, allow_config_change)
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)

@@ -53,6 +53,9 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in commands:
     sys.exit(f'error: name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
+    if _SEEDS.value and not all(s.lstrip('-').isdigit() for s in _SEEDS.value):
+      sys.exit(f'error: --seeds must be integers separated by commas, e.g. --seeds=0,1; '
+               f'got {",".join(_SEEDS.value)}.')
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
     points = grids.grid_points(_GRID.value, _SCALE.value, seeds)
     if _PRINT.value:
