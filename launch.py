@@ -21,6 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxderain import console, distributed, experiment
+from jaxderain.workdir import WorkdirError
 from jaxderain.data import ImageError
 from jaxderain.train.checkpoints import CheckpointError
 from jaxderain.train.loop import PREEMPTED_EXIT_CODE, NonFiniteError, Preempted
@@ -79,7 +80,7 @@ def main(argv):
     print(f'jaxderain: {stop}', file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
   except (experiment.ConfigError, ImageError, FileNotFoundError, CheckpointError,
-          NonFiniteError) as error:
+          NonFiniteError, WorkdirError) as error:
     sys.exit(f'error: {error}')
 
 

@@ -5,6 +5,7 @@ This is where a ConfigDict is read; everything below it takes plain values and a
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -17,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxderain import data, distributed, models, rain
+from jaxderain import workdir as workdir_lock
 from jaxderain.rain import shifts
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
@@ -232,6 +234,12 @@ def train(config, workdir: str, allow_config_change: bool = False):
   folder all of them see; process 0 writes WORKDIR/config.json and the logs, and all
   processes save each checkpoint together (written once)."""
   check_workdir_path(workdir)
+  check(config)
+  with workdir_lock.hold(workdir, 'training'):
+    return _train(config, workdir, allow_config_change)
+
+
+def _train(config, workdir: str, allow_config_change: bool):
   changes = check_workdir_config(config, workdir, allow_config_change)
   state, step, backgrounds = build_training(config)
   checkpoints.check_writable(workdir, state, config.keep_checkpoints)
@@ -297,7 +305,16 @@ def train_together(configs, workdirs) -> list[tuple]:
   Returns [(final TrainState, logged train metrics)] per point, as `train` does."""
   check_together(configs, workdirs)
   for config, workdir in zip(configs, workdirs):
+    check_workdir_path(workdir)
     check(config)
+  with contextlib.ExitStack() as locks:
+    for workdir in workdirs:
+      locks.enter_context(workdir_lock.hold(workdir, 'training (together)'))
+    return _train_together(configs, workdirs)
+
+
+def _train_together(configs, workdirs) -> list[tuple]:
+  for config, workdir in zip(configs, workdirs):
     check_workdir_config(config, workdir)
   backgrounds = [training_backgrounds(config) for config in configs]
   templates = [state_template(config) for config in configs]
@@ -401,6 +418,11 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
         f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
         f'first (launch.py --mode=train with the same --workdir).')
   check(config)
+  with workdir_lock.hold(workdir, 'evaluation'):
+    return _evaluate(config, workdir, allow_config_change)
+
+
+def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict]:
   check_workdir_config(config, workdir, allow_config_change)
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)

@@ -1,9 +1,15 @@
 """Nothing lost: bad inputs stop before any work with one line, outputs never overwrite
 inputs, a workdir serves one run at a time. Marker: reliability."""
 
+import json
+import logging
+import os
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -63,3 +69,43 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert last_line(result) == ('error: --seeds must be integers separated by commas, e.g. '
                                '--seeds=0,1; got abc.')
+
+
+def test_a_workdir_serves_one_run_and_a_stale_lock_is_taken_over(tmp_path, caplog):
+  from jaxderain import workdir as workdir_lock  # pylint: disable=import-outside-toplevel
+  lock = tmp_path / workdir_lock.LOCK_NAME
+  first = subprocess.Popen(
+      [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}',
+       '--config.total_steps=100000', '--config.checkpoint_every=20'],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 180
+  while not (tmp_path / 'checkpoints' / '20').exists() and time.time() < deadline:
+    time.sleep(0.2)
+  holder = json.loads(lock.read_text())
+  assert holder['pid'] == first.pid and holder['purpose'] == 'training'
+  for mode in ('train', 'eval'):  # a second writer is refused, naming the holder
+    second = run_cli('launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}',
+                     '--config.total_steps=100000', '--config.checkpoint_every=20',
+                     f'--mode={mode}')
+    assert second.returncode != 0, second.stderr[-2000:]
+    assert f'is in use: training by PID {first.pid}' in last_line(second)
+  assert first.poll() is None  # the holder was not disturbed
+  first.send_signal(signal.SIGTERM)
+  _, err = first.communicate(timeout=300)
+  assert first.returncode == 143, err[-2000:]
+  assert not lock.exists()  # released on every exit path, SIGTERM included
+
+  dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                        capture_output=True, text=True, check=True)
+  lock.write_text(json.dumps({'host': socket.gethostname(), 'pid': int(dead.stdout),
+                              'purpose': 'training', 'started': 'earlier'}))
+  with caplog.at_level(logging.WARNING):
+    with workdir_lock.hold(tmp_path, 'evaluation'):
+      assert json.loads(lock.read_text())['pid'] == os.getpid()
+  assert 'no longer running' in caplog.text and not lock.exists()
+  lock.write_text(json.dumps({'host': 'elsewhere', 'pid': 1, 'purpose': 'training',
+                              'started': 'now'}))
+  with pytest.raises(workdir_lock.WorkdirBusy, match='training by PID 1 on elsewhere'):
+    with workdir_lock.hold(tmp_path, 'evaluation'):
+      pass
+  assert json.loads(lock.read_text())['host'] == 'elsewhere'  # left to its holder

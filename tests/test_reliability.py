@@ -211,7 +211,7 @@ def test_a_failing_save_names_the_last_good_checkpoint(tmp_path, monkeypatch):
 def test_an_unwritable_workdir_or_full_disk_fails_before_training(tmp_path, monkeypatch):
   blocker = tmp_path / 'file'
   blocker.write_text('not a folder')
-  with pytest.raises(checkpoints.CheckpointError, match='is not writable'):
+  with pytest.raises(ValueError, match='is not writable'):  # a one-line user error
     experiment.train(smoke_config(), str(blocker / 'run'))
   monkeypatch.setattr(checkpoints.shutil, 'disk_usage',
                       lambda path: types.SimpleNamespace(total=1, used=0, free=1))
