@@ -80,7 +80,7 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
   (workdir / 'config.json').write_text(config.to_json(indent=1))
   manager = checkpoints.checkpoint_manager(workdir)
   checkpoints.save(manager, 0, state)
-  checkpoints.wait(manager, 0)
+  checkpoints.wait(manager)
   return workdir / 'checkpoints' / '0'
 
 

@@ -181,15 +181,27 @@ def _flat(tree: dict, prefix: str = '') -> dict:
 
 
 def recorded_config(workdir) -> dict | None:
-  """WORKDIR/config.json, the config a run was trained with (None if there is none)."""
+  """The config a run was trained with: WORKDIR/config.json, or, when that file is lost,
+  the copy saved with the latest checkpoint (written back to config.json, with a
+  warning); None for a workdir with neither."""
   recorded = pathlib.Path(workdir) / 'config.json'
   if not recorded.is_file():
-    return None
+    saved = None
+    if (pathlib.Path(workdir) / 'checkpoints').is_dir():
+      saved = checkpoints.recorded_config(checkpoints.checkpoint_manager(workdir))
+    if saved is not None and jax.process_index() == 0:
+      logging.warning('%s was missing: restored it from the latest checkpoint.', recorded)
+      recorded.write_text(json.dumps(saved, indent=1))
+    return saved
   try:
-    return json.loads(recorded.read_text())
+    config = json.loads(recorded.read_text())
   except ValueError:
-    raise ConfigError(f'{recorded} is not valid JSON: restore it, or move the workdir '
-                      'away to start afresh.') from None
+    config = None
+  if not isinstance(config, dict):
+    raise ConfigError(f'{recorded} is not a config (a JSON object of fields): delete it to '
+                      'restore it from the latest checkpoint, or move the workdir away to '
+                      'start afresh.')
+  return config
 
 
 def config_changes(config, workdir) -> list[str]:
@@ -257,7 +269,8 @@ def _train(config, workdir: str, allow_config_change: bool):
   return loop.fit(state, step, backgrounds, workdir=str(workdir),
                   total_steps=config.total_steps, log_every=config.log_every,
                   checkpoint_every=config.checkpoint_every,
-                  keep_checkpoints=config.keep_checkpoints, mesh=device_mesh())
+                  keep_checkpoints=config.keep_checkpoints, mesh=device_mesh(),
+                  config=json.loads(config.to_json()))
 
 
 # Fields that grid points trained together (train_together) must share: one vmapped
@@ -332,7 +345,7 @@ def _train_together(configs, workdirs) -> list[tuple]:
       states, multi_step, backgrounds, workdirs=[str(w) for w in workdirs],
       total_steps=first.total_steps, log_every=first.log_every,
       checkpoint_every=first.checkpoint_every, keep_checkpoints=first.keep_checkpoints,
-      mesh=device_mesh())
+      mesh=device_mesh(), configs=[json.loads(c.to_json()) for c in configs])
   return list(zip(final, histories))
 
 

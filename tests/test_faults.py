@@ -109,3 +109,64 @@ def test_a_workdir_serves_one_run_and_a_stale_lock_is_taken_over(tmp_path, caplo
     with workdir_lock.hold(tmp_path, 'evaluation'):
       pass
   assert json.loads(lock.read_text())['host'] == 'elsewhere'  # left to its holder
+
+
+def test_the_run_config_survives_losing_config_json(tmp_path):
+  config = grid.get_config('resnet,medium,8,scale=smoke')
+  config.total_steps, config.checkpoint_every = 20, 10
+  experiment.train(config, str(tmp_path))
+  recorded = json.loads((tmp_path / 'config.json').read_text())
+  (tmp_path / 'config.json').unlink()
+  changed = grid.get_config('resnet,medium,8,scale=smoke')
+  changed.total_steps, changed.checkpoint_every = 30, 10
+  changed.learning_rate = 0.01
+  with pytest.raises(experiment.ConfigError, match=r'learning_rate: 0.0002 -> 0.01'):
+    experiment.train(changed, str(tmp_path))
+  assert json.loads((tmp_path / 'config.json').read_text()) == recorded  # restored
+  (tmp_path / 'config.json').write_text('[1, 2, 3]')
+  with pytest.raises(experiment.ConfigError, match='is not a config .* delete it to restore'):
+    experiment.train(config, str(tmp_path))
+  result = run_cli('launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}')
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert 'config.json is not a config' in last_line(result)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 8 MiB tmpfs (needs root and mount rights; skipped elsewhere)."""
+  mount_point = tmp_path / 'disk'
+  mount_point.mkdir()
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', str(mount_point)],
+                           capture_output=True, check=False)
+  if mounted.returncode:
+    pytest.skip('cannot mount a tmpfs here (needs root)')
+  yield mount_point
+  subprocess.run(['umount', str(mount_point)], check=False)
+
+
+def test_a_full_disk_names_the_step_that_failed_in_one_line(small_disk):
+  workdir = small_disk / 'run'
+  run = subprocess.Popen(
+      [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={workdir}',
+       '--config.total_steps=100000', '--config.checkpoint_every=10'],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / '20').is_dir() and time.time() < deadline:
+    time.sleep(0.1)
+  stats = os.statvfs(small_disk)
+  with open(small_disk / 'filler', 'wb') as filler:  # the disk fills up mid-run
+    os.posix_fallocate(filler.fileno(), 0, stats.f_bavail * stats.f_frsize - 4096)
+  _, err = run.communicate(timeout=300)
+  assert run.returncode == 1
+  # No orbax traceback reaches the console. (tensorstore may still print one 5-line
+  # "Event loop is closed" traceback from C++ when its callback outlives orbax's loop.)
+  assert '/orbax/' not in err and err.count('Traceback') <= 1 and len(err.splitlines()) < 60
+  complete = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
+                    if p.name.isdigit())
+  message = err.strip().splitlines()[-1]
+  failed = int(message.split('checkpoint of step ')[1].split()[0])
+  assert failed not in complete and failed % 10 == 0
+  assert message.endswith(f'The last good checkpoint is step {complete[-1]}; free disk space '
+                          'or fix the folder, then rerun the same command to resume.')
+  assert '(No space left on device: the disk is full)' in message
+  assert complete[-1] == failed - 10

@@ -117,7 +117,7 @@ def test_sweep_groups_fresh_compatible_points(tmp_path):
   points = [Point(f'{name},scale=smoke') for name in names]
   started = checkpoints.checkpoint_manager(tmp_path / 'points' / points[5].name)
   checkpoints.save(started, 1, {'x': np.zeros(2)})
-  checkpoints.wait(started, 1)
+  checkpoints.wait(started)
   assert sweep.groups(points, tmp_path, together=1) == [[p] for p in points]
   assert sweep.groups(points, tmp_path, together=2) == [
       [points[0], points[1]], [points[3]], [points[2]], [points[4]], [points[5]]]

@@ -1,7 +1,8 @@
 """Checkpoints of a TrainState under WORKDIR/checkpoints, with orbax.
 
 Each checkpoint holds the state (orbax's standard format: arrays and JSON metadata, never
-pickles) and a SHA-256 fingerprint of its arrays, written together. Orbax writes a step
+pickles), a SHA-256 fingerprint of its arrays and the training config it was made with,
+written together. Orbax writes a step
 into a temporary folder and renames it when complete, so a save killed mid-write is never
 listed; a restore recomputes the fingerprint, so flipped or truncated bytes give an error
 instead of a silently different model.
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import pathlib
 import shutil
+import weakref
 
 import jax
 import numpy as np
@@ -41,24 +43,36 @@ def fingerprint(state) -> str:
   return digest.hexdigest()
 
 
-def save(manager: ocp.CheckpointManager, step: int, state) -> None:
-  """Save `state` as checkpoint `step` (asynchronously: see `wait`).
+def save(manager: ocp.CheckpointManager, step: int, state, config: dict | None = None) -> None:
+  """Save `state` as checkpoint `step` (asynchronously: see `wait`), with `config`, the
+  training config it was made with (a JSON-able dict), when given.
 
   Raises CheckpointError (naming the last good checkpoint) if the write fails."""
-  args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                            fingerprint=ocp.args.JsonSave({'sha256': fingerprint(state)}))
+  wait(manager)  # a failed earlier save is reported with its own step, not this one
+  items = dict(state=ocp.args.StandardSave(state),
+               fingerprint=ocp.args.JsonSave({'sha256': fingerprint(state)}))
+  if config is not None:
+    items['config'] = ocp.args.JsonSave(config)
+  args = ocp.args.Composite(**items)
   try:
     manager.save(step, args=args, force=True)
   except Exception as error:  # orbax and tensorstore raise many types  # pylint: disable=broad-except
-    raise _save_error(manager, step, error) from error
+    raise _save_error(manager, step, error) from None
+  _IN_FLIGHT[manager] = step
 
 
-def wait(manager: ocp.CheckpointManager, step: int) -> None:
-  """Wait for pending (asynchronous) saves; a failed one raises CheckpointError."""
+# The step of each manager's save still being written in the background.
+_IN_FLIGHT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+  """Wait for the save in flight, if any; a failed one raises CheckpointError naming
+  its step."""
+  step = _IN_FLIGHT.pop(manager, None)
   try:
     manager.wait_until_finished()
   except Exception as error:  # pylint: disable=broad-except
-    raise _save_error(manager, step, error) from error
+    raise _save_error(manager, step, error) from None
 
 
 @contextlib.contextmanager
@@ -85,8 +99,19 @@ def _save_error(manager, step, error) -> CheckpointError:
   last = f'step {max(good)}' if good else 'none'
   return CheckpointError(
       f'saving the checkpoint of step {step} in {manager.directory} failed '
-      f'({type(error).__name__}: {_first_line(error)}). The last good checkpoint is {last}; '
-      'free disk space or fix the folder, then rerun the same command to resume.')
+      f'({_cause(error)}). The last good checkpoint is {last}; free disk space or fix the '
+      'folder, then rerun the same command to resume.')
+
+
+def _cause(error: BaseException) -> str:
+  """The root cause of a failed save in a few words: orbax and tensorstore wrap it."""
+  chain = [error]
+  while chain[-1].__context__ is not None and len(chain) < 20:
+    chain.append(chain[-1].__context__)
+  if any('No space left on device' in str(e) for e in chain):
+    return 'No space left on device: the disk is full'
+  cause = next((e for e in chain if isinstance(e, OSError)), error)
+  return f'{type(cause).__name__}: {_first_line(cause)}'
 
 
 def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
@@ -116,6 +141,18 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
         'saved with them. Delete that folder to fall back to the previous checkpoint, or '
         'retrain.')
   return restored.state
+
+
+def recorded_config(manager: ocp.CheckpointManager) -> dict | None:
+  """The training config saved with the latest checkpoint; None when there is no
+  checkpoint or it was saved without one."""
+  step = manager.latest_step()
+  if step is None or not (pathlib.Path(manager.directory) / str(step) / 'config').is_dir():
+    return None
+  try:
+    return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+  except Exception:  # unreadable: the caller falls back to config.json; pylint: disable=broad-except
+    return None
 
 
 def check_writable(workdir, state, keep: int | None) -> None:

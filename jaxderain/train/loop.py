@@ -88,14 +88,17 @@ def check_finite(logged: list[tuple[int, dict]], last_good: int | None) -> None:
 
 def _train_until(state, run_step, *, workdirs: list[str], managers, writers, histories,
                  total_steps: int, log_every: int, checkpoint_every: int,
-                 metrics_of: Callable, state_of: Callable, progress: Callable | None = None):
+                 metrics_of: Callable, state_of: Callable, progress: Callable | None = None,
+                 configs: list[dict | None] | None = None):
   """The loop shared by `fit` and `fit_together`: run_step(state) -> (state, metrics)
   until `total_steps`; every log step, model k's mean metrics (metrics_of(metrics, k))
   go to writers[k] and histories[k]; every checkpoint step, state_of(state, k) is saved
-  by managers[k]. The metrics are checked for finiteness at both (NonFiniteError, naming
+  by managers[k], with configs[k] (the training config, recorded in the checkpoint). The
+  metrics are checked for finiteness at both (NonFiniteError, naming
   the workdir when there are several); SIGTERM saves the current step and raises
   Preempted. Returns the final state."""
   step = int(np.ravel(jax.device_get(state.step))[0])  # (K,) steps, all equal, for K models
+  configs = configs or [None] * len(managers)
   last_saved = managers[0].latest_step()
   pending = []
   with stop_signal() as stopped, contextlib.ExitStack() as on_error:
@@ -128,17 +131,17 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
         pending = []
       if save_now:
         for k, manager in enumerate(managers):
-          checkpoints.save(manager, step, state_of(state, k))
+          checkpoints.save(manager, step, state_of(state, k), configs[k])
         last_saved = step
       if stop_now:
         for manager in managers:
-          checkpoints.wait(manager, step)
+          checkpoints.wait(manager)
         for writer in writers:
           writer.flush()
         raise Preempted(step, workdirs[0] if len(workdirs) == 1 else
                         f'each of ({", ".join(workdirs)})')
     for manager in managers:
-      checkpoints.wait(manager, step)
+      checkpoints.wait(manager)
   for writer in writers:
     writer.flush()
   return state
@@ -146,7 +149,7 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
 
 def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
         total_steps: int, log_every: int, checkpoint_every: int, keep_checkpoints: int,
-        mesh: jax.sharding.Mesh) -> tuple[TrainState, list[dict]]:
+        mesh: jax.sharding.Mesh, config: dict | None = None) -> tuple[TrainState, list[dict]]:
   """Train until `total_steps`, resuming from WORKDIR/checkpoints if it holds a checkpoint.
 
   state: the step-0 state; it and backgrounds, uint8 (N, P, P, 3), are put on every
@@ -155,6 +158,7 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   log, ...}]. The loss and gradient norm are checked before every checkpoint and log
   (NonFiniteError); SIGTERM checkpoints the current step and raises Preempted. In a
   multi-process run every process calls this with the same values; process 0 logs.
+  config: the training config (a dict), saved with every checkpoint.
   """
   manager = checkpoints.checkpoint_manager(workdir, keep_checkpoints)
   state = replicate(state, mesh)
@@ -173,7 +177,7 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
       state, lambda s: train_step(s, backgrounds), workdirs=[workdir], managers=[manager],
       writers=[writer], histories=[history], total_steps=total_steps, log_every=log_every,
       checkpoint_every=checkpoint_every, metrics_of=lambda m, k: m,
-      state_of=lambda s, k: s, progress=progress)
+      state_of=lambda s, k: s, progress=progress, configs=[config])
   return state, history
 
 
@@ -187,12 +191,14 @@ def _named_writer(workdir: str, is_lead: bool) -> metric_writers.MetricWriter:
 
 def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndarray], *,
                  workdirs: list[str], total_steps: int, log_every: int,
-                 checkpoint_every: int, keep_checkpoints: int,
-                 mesh: jax.sharding.Mesh) -> tuple[list[TrainState], list[list[dict]]]:
+                 checkpoint_every: int, keep_checkpoints: int, mesh: jax.sharding.Mesh,
+                 configs: list[dict] | None = None
+                 ) -> tuple[list[TrainState], list[list[dict]]]:
   """`fit` for K models trained by one vmapped step (multi_model.make_multi_train_step):
   each model resumes from, logs to and checkpoints into its own workdir as `fit` does.
 
-  states: the K step-0 states; backgrounds: their uint8 (N_k, P, P, 3) sets. All K
+  states: the K step-0 states; backgrounds: their uint8 (N_k, P, P, 3) sets; configs:
+  their training configs, saved with their checkpoints. All K
   resume from checkpoints of one step, or all start afresh (CheckpointError otherwise).
   A non-finite loss in any model stops all K (NonFiniteError naming its workdir); SIGTERM
   checkpoints all K and raises Preempted. Returns the K final states and histories."""
@@ -220,5 +226,5 @@ def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndar
       histories=histories, total_steps=total_steps, log_every=log_every,
       checkpoint_every=checkpoint_every,
       metrics_of=lambda m, k: {name: value[k] for name, value in m.items()},
-      state_of=multi_model.unstack_state)
+      state_of=multi_model.unstack_state, configs=configs)
   return [multi_model.unstack_state(stacked, k) for k in range(len(workdirs))], histories
