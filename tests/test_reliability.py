@@ -226,7 +226,8 @@ def _largest_data_file(step_folder):
 
 
 @pytest.mark.parametrize('damage, message', [
-    ('flip', 'is corrupt'), ('truncate', 'cannot be restored'), ('delete', 'cannot be restored')])
+    ('flip', 'is corrupt'), ('truncate', 'cannot be restored'), ('delete', 'cannot be restored'),
+    ('metadata', r'is incomplete \(state/_METADATA missing\).*previous checkpoint \(step 110\)')])
 def test_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path, damage, message):
   shutil.copytree(reference[0] / 'checkpoints', tmp_path / 'checkpoints')
   target = _largest_data_file(tmp_path / 'checkpoints' / '120')
@@ -236,6 +237,8 @@ def test_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path, damage, mess
     target.write_bytes(bytes(data))
   elif damage == 'truncate':
     target.write_bytes(bytes(data[:len(data) // 2]))
+  elif damage == 'metadata':  # the arrays are intact; orbax's metadata file is gone
+    (tmp_path / 'checkpoints' / '120' / 'state' / '_METADATA').unlink()
   else:
     target.unlink()
   _, _, template, _ = experiment.state_template(smoke_config(total_steps=120))

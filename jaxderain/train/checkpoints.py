@@ -114,6 +114,11 @@ def _cause(error: BaseException) -> str:
   return f'{type(cause).__name__}: {_first_line(cause)}'
 
 
+# Files every checkpoint written by `save` has (orbax's state metadata and index, and
+# the fingerprint); without one, the checkpoint is incomplete rather than foreign.
+REQUIRED_FILES = ('state/_METADATA', 'state/manifest.ocdbt', 'fingerprint/metadata')
+
+
 def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   """The checkpointed TrainState at `step` (default: latest), laid out like `template`;
   None if the manager holds no checkpoint. Raises CheckpointError for a checkpoint that
@@ -123,6 +128,13 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
     return None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   folder = pathlib.Path(manager.directory) / str(step)
+  missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
+  if missing and not (folder / 'default').is_dir():
+    earlier = [s for s in manager.all_steps() if s < step]
+    previous = f'step {max(earlier)}' if earlier else 'none'
+    raise CheckpointError(
+        f'the checkpoint {folder} is incomplete ({", ".join(missing)} missing): delete that '
+        f'folder to fall back to the previous checkpoint ({previous}), or retrain.')
   try:
     if (folder / 'default').is_dir():  # written before fingerprints: nothing to check
       logging.warning('Checkpoint %s has no fingerprint; restoring it unchecked.', folder)
