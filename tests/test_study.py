@@ -3,6 +3,7 @@
 import json
 import pathlib
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,3 +93,19 @@ def test_a_point_that_cannot_run_is_reported_and_the_sweep_goes_on(tmp_path):
   assert summary['done'] == 1 and list(summary['failed']) == [points[0].name]
   failures = json.loads((tmp_path / 'failures.json').read_text())
   assert 'Unknown background category' in failures[points[0].name]
+
+
+def test_a_done_point_with_a_damaged_result_is_evaluated_again(tmp_path, caplog):
+  point = grids.Point('resnet,medium,8,scale=smoke')
+  workdir = tmp_path / 'points' / point.name
+  assert sweep.run([point], tmp_path)['done'] == 1
+  done = json.loads((workdir / 'done.json').read_text())
+  assert done['results'] == ['natural_train.json', 'natural_unseen.json']
+  original = (workdir / 'eval' / 'natural_unseen.json').read_text()
+  assert sweep.run([point], tmp_path) == {'done': 0, 'skipped': 1, 'failed': {}}
+
+  (workdir / 'eval' / 'natural_unseen.json').write_text(original[:100])  # cut short
+  shutil.rmtree(workdir / 'checkpoints')  # a fresh clone: results, no checkpoints
+  assert sweep.run([point], tmp_path)['done'] == 1
+  assert 'eval/natural_unseen.json is missing or unreadable' in caplog.text
+  assert (workdir / 'eval' / 'natural_unseen.json').read_text() == original  # retrained

@@ -109,7 +109,7 @@ def test_rows_follow_the_eval_files(tmp_path):
     csv_rows = list(csv.DictReader(f))
   json_rows = json.loads((tmp_path / 'report' / 'results.json').read_text())
   assert tuple(csv_rows[0]) == report.FIELDS and tuple(json_rows[0]) == report.FIELDS
-  assert len(csv_rows) == len(json_rows) == len(result['rows']) == 4  # 2 points x 2 sets
+  assert len(csv_rows) == len(json_rows) == len(result['rows']) == 5  # 2 points x 2 sets + 1
   by_key = {(r['point'], r['testset']): r for r in json_rows}
   recent = by_key[('resnet_natural_medium_8_s0', 'natural_unseen')]
   assert recent == {
@@ -125,7 +125,11 @@ def test_rows_follow_the_eval_files(tmp_path):
   assert result['not_run'][:2] == [
       {'point': 'broken', 'reason': 'no config.json'},
       {'point': 'resnet_natural_small_8_s0', 'reason': 'no eval results'}]
-  assert result['not_run'][2]['reason'].startswith('unreadable eval/natural_unseen.json')
+  assert result['not_run'][2] == {'point': 'unet_natural_small_8_s0',
+                                  'reason': 'no natural_unseen results'}
+  assert result['unreadable'][0].startswith('unet_natural_small_8_s0: eval/natural_unseen.json')
+  assert {r['testset'] for r in result['rows'] if r['point'] == 'unet_natural_small_8_s0'} == {
+      'natural_train'}  # its readable result is kept
   assert [p['point'] for p in result['not_converged']] == ['unet_natural_medium_64_s0']
   assert result['figures'] == {} and result['test_rain'] == 'unseen'
   summary = json.loads((tmp_path / 'report' / 'verdicts.json').read_text())

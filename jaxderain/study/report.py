@@ -89,6 +89,7 @@ class Point:
   evals: dict[str, dict]
   seconds: float | None = None  # training + eval wall time, from the sweep's done.json
   machine: dict = dataclasses.field(default_factory=dict)  # where it ran, from done.json
+  unreadable: list[str] = dataclasses.field(default_factory=list)  # eval files left out
 
   @property
   def category(self) -> str:
@@ -133,7 +134,9 @@ def _read_json(path: pathlib.Path):
 
 
 def load_points(out_dir) -> tuple[list[Point], list[dict]]:
-  """Evaluated points of OUT/points, and the others as {'point', 'reason'}."""
+  """Evaluated points of OUT/points, and the others as {'point', 'reason'}. An
+  unreadable eval file (e.g. cut short) is left out of its point, which keeps its other
+  results and names the file in `unreadable`."""
   folder = pathlib.Path(out_dir) / 'points'
   if not folder.is_dir():
     raise FileNotFoundError(f'{folder} does not exist: pass the --out folder of a study '
@@ -145,16 +148,24 @@ def load_points(out_dir) -> tuple[list[Point], list[dict]]:
       continue
     try:
       config = _read_json(path / 'config.json')
-      evals = {f.stem: _read_json(f) for f in sorted((path / 'eval').glob('*.json'))}
+      done = _read_json(path / 'done.json') if (path / 'done.json').is_file() else {}
     except ValueError as error:
       not_run.append({'point': path.name, 'reason': str(error)})
       continue
-    done = _read_json(path / 'done.json') if (path / 'done.json').is_file() else {}
-    machine = {k: v for k, v in done.items() if k not in ('arg', 'seconds')}
+    evals, unreadable = {}, []
+    for file in sorted((path / 'eval').glob('*.json')):
+      try:
+        evals[file.stem] = _read_json(file)
+      except ValueError as error:
+        unreadable.append(str(error).removeprefix('unreadable '))
+    machine = {k: v for k, v in done.items() if k not in ('arg', 'seconds', 'results')}
     if evals:
-      points.append(Point(path.name, path, config, evals, done.get('seconds'), machine))
+      points.append(Point(path.name, path, config, evals, done.get('seconds'), machine,
+                          unreadable))
     else:
-      not_run.append({'point': path.name, 'reason': 'no eval results'})
+      reason = 'no eval results' + (f' (unreadable: {"; ".join(unreadable)})'
+                                    if unreadable else '')
+      not_run.append({'point': path.name, 'reason': reason})
   return points, not_run
 
 
@@ -569,6 +580,9 @@ def _markdown(result: dict, points: list[Point], kept: list[dict], report_dir,
   text += _qualitative(points, kept, kind, report_dir) or ['_no strips_']
   text += ['', '## NOT RUN', '']
   text += [f'- {p["point"]}: {p["reason"]}' for p in result['not_run']] or ['_none_']
+  if result['unreadable']:
+    text += ['', 'Unreadable result files, left out (their points keep their other results; '
+             '`study run` re-evaluates them):', '', *[f'- {u}' for u in result['unreadable']]]
   text += ['', '## NOT CONVERGED (excluded: train-set PSNR not above the identity\'s)', '']
   text += [f'- {p["point"]}: train PSNR {p["psnr"]:.2f} <= identity '
            f'{p["identity_psnr"]:.2f}' for p in result['not_converged']] or ['_none_']
@@ -633,9 +647,10 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   """Write OUT/report/ (see the module docstring) and return what it holds.
 
   test_rain: 'auto' (module docstring), or 'rain100L' / 'unseen' to force one.
-  Returns {'rows', 'num_points', 'verdicts', 'not_run', 'not_converged', 'unchecked',
-  'test_rain', 'reference_range', 'complexity', 'complexity_skipped', 'figures' (id ->
-  path), 'empty_figures' (ids drawn as 'not run'), 'report' (path of report.md)}."""
+  Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
+  out), 'not_converged', 'unchecked', 'test_rain', 'reference_range', 'complexity',
+  'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn as 'not run'),
+  'report' (path of report.md)}."""
   if test_rain not in ('auto', *TEST_RAINS):
     raise ValueError(f'test_rain must be auto, {" or ".join(TEST_RAINS)}; got {test_rain!r}.')
   out_dir = pathlib.Path(out_dir)
@@ -653,6 +668,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   stats, skipped = _complexities(points, out_dir)
   result = {
       'rows': rows, 'num_points': num_points, 'not_run': not_run, 'test_rain': kind,
+      'unreadable': [f'{p.name}: {f}' for p in points for f in p.unreadable],
       'reference_range': _reference_range(kept),
       'not_converged': [_gate(p) for p in points if p.converged is False],
       'unchecked': [p.name for p in points if p.converged is None],
@@ -670,9 +686,9 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
     writer.writeheader()
     writer.writerows(rows)
   (report_dir / 'results.json').write_text(json.dumps(_finite(rows), indent=1))
-  summary = {k: result[k] for k in ('verdicts', 'not_run', 'not_converged', 'unchecked',
-                                    'test_rain', 'reference_range', 'complexity',
-                                    'complexity_skipped')}
+  summary = {k: result[k] for k in ('verdicts', 'not_run', 'unreadable', 'not_converged',
+                                    'unchecked', 'test_rain', 'reference_range',
+                                    'complexity', 'complexity_skipped')}
   (report_dir / 'verdicts.json').write_text(json.dumps(_finite(summary), indent=1))
   result['report'].write_text(_markdown(result, points, kept, report_dir, drawn))
   return result
@@ -690,6 +706,8 @@ def cli(out_dir, figures: bool = True) -> int:
     print(f'claim {verdict["claim"]}: {verdict["status"]}')
     for test in verdict['tests']:
       print(f'  {test["label"]}: {test["statistic"]}: {test["status"]}')
-  print(f'{len(result["not_run"])} not run, {len(result["not_converged"])} not converged; '
-        f'report: {result["report"]}')
+  for unreadable in result['unreadable']:
+    print(f'unreadable, left out: {unreadable}', file=sys.stderr)
+  print(f'{len(result["not_run"])} not run, {len(result["not_converged"])} not converged, '
+        f'{len(result["unreadable"])} unreadable result files; report: {result["report"]}')
   return 0

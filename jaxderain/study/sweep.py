@@ -1,14 +1,16 @@
 """Run a grid as one resumable sweep: every point trained and evaluated in turn.
 
 Each point lives in OUT/points/<name>/ (a launch.py workdir). A point counts as done
-when OUT/points/<name>/done.json exists (written after its evaluation, with the wall time
-and the machine), so a killed sweep resumes where it stopped: done points are skipped,
-and a point killed mid-training resumes from its latest checkpoint. A study kept in the
-repository (docs/studies/<rung>/) commits each done point's config.json, done.json and
-eval/*.json (not its checkpoints, see .gitignore): `run` on another machine skips them
-and `report` rebuilds everything from them. Points run sequentially by default (on a 2-core CPU
-several models in one vmapped step measured 3-5x slower than one after another). With
-`together=K`, up to K fresh points that can share one program (experiment.TOGETHER_FIELDS)
+when OUT/points/<name>/done.json exists (written after its evaluation, with the wall
+time, the machine and the result files) and those files read back (`is_done`), so a
+killed sweep resumes where it stopped: done points are skipped, a point killed
+mid-training resumes from its latest checkpoint, and a point with a damaged result is
+evaluated again. A study kept in the repository (docs/studies/<rung>/) commits each done
+point's config.json, done.json and eval/*.json (not its checkpoints, see .gitignore):
+`run` on another machine skips them and `report` rebuilds everything from them.
+
+Points run sequentially by default (on a 2-core CPU several models in one vmapped step
+measured 3-5x slower than one after another). With `together=K`, up to K fresh points that can share one program (experiment.TOGETHER_FIELDS)
 are trained by one vmapped step, then evaluated one by one: an option for small models
 on a GPU (H100, K = 4-16: cpu-scale ResNet 1.2-2.2x faster, paper-scale 3.5-6.6x slower).
 """
@@ -114,7 +116,7 @@ def run(points: list[Point], out, together: int = 1) -> dict:
   together: train up to this many compatible fresh points in one vmapped program (see
   `groups`); their done.json seconds include an equal share of the group's training."""
   out = pathlib.Path(out)
-  todo = [p for p in points if not (out / 'points' / p.name / 'done.json').exists()]
+  todo = [p for p in points if not is_done(out / 'points' / p.name)]
   logging.info('Sweep: %d points, %d already done, %d to run.', len(points),
                len(points) - len(todo), len(todo))
   failures, finished, started, index = {}, 0, time.time(), -1
@@ -143,14 +145,37 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
   try:
     config = point_config(point)
     experiment.train(config, str(workdir))
-    experiment.evaluate(config, str(workdir))
+    results = experiment.evaluate(config, str(workdir))
   except (ValueError, ImageError, FileNotFoundError, NonFiniteError) as error:
     failures[point.name] = str(error)
     logging.error('Point %s failed: %s', point.name, error)
     return False
   (workdir / 'done.json').write_text(json.dumps(
       {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
-       **machine()}))
+       'results': sorted(f'{name}.json' for name in results), **machine()}))
+  return True
+
+
+def is_done(workdir: pathlib.Path) -> bool:
+  """Whether a point is done: done.json and every result file it lists (all of eval/ for
+  a done.json written before it listed them) are there and readable. A point whose
+  results are damaged is not done (a warning says which file), so `run` evaluates it
+  again, retraining first if its checkpoints are gone."""
+  done = workdir / 'done.json'
+  if not done.is_file():
+    return False
+  try:
+    listed = json.loads(done.read_text()).get('results')
+  except (OSError, ValueError, AttributeError):
+    listed = None
+  names = listed or [f.name for f in (workdir / 'eval').glob('*.json')] or ['(any)']
+  for name in names:
+    try:
+      json.loads((workdir / 'eval' / name).read_text())
+    except (OSError, ValueError) as error:
+      logging.warning('Point %s: result eval/%s is missing or unreadable (%s); evaluating '
+                      'it again.', workdir.name, name, type(error).__name__)
+      return False
   return True
 
 
