@@ -12,8 +12,8 @@ point's config.json, done.json and eval/*.json (not its checkpoints, see .gitign
 Points run sequentially by default (on a 2-core CPU several models in one vmapped step
 measured 3-5x slower than one after another). With `together=K`, up to K fresh points
 that can share one program (experiment.TOGETHER_FIELDS) are trained by one vmapped step,
-then evaluated one by one: an option for small models on a GPU (H100, K = 4-16: cpu-
-scale ResNet 1.2-2.2x faster, paper-scale 3.5-6.6x slower).
+then evaluated one by one: an option for small models on a GPU (H100, K = 4-16:
+cpu-scale ResNet 1.2-2.2x faster, paper-scale 3.5-6.6x slower).
 """
 
 from __future__ import annotations
