@@ -435,8 +435,15 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
     return _evaluate(config, workdir, allow_config_change)
 
 
+# Room an evaluation's files take at most, per test set: its JSON and its image strip.
+EVAL_BYTES_PER_SET = 4 * 2**20
+
+
 def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict]:
   check_workdir_config(config, workdir, allow_config_change)
+  sets = 4 + len(config.eval.extra_categories) * 2 + len(rain_shifts(config))
+  workdir_lock.ensure_writable(pathlib.Path(workdir) / 'eval', sets * EVAL_BYTES_PER_SET,
+                               'the evaluation files')
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)
   predict = make_predict(graphdef, architecture.image)

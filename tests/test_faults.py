@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -129,6 +130,21 @@ def test_the_run_config_survives_losing_config_json(tmp_path):
   result = run_cli('launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert 'config.json is not a config' in last_line(result)
+
+
+def test_eval_checks_its_output_folder_before_computing(tmp_path, monkeypatch):
+  from jaxderain import workdir as workdir_lock  # pylint: disable=import-outside-toplevel
+  config = grid.get_config('resnet,medium,8,scale=smoke')
+  config.total_steps, config.checkpoint_every = 10, 10
+  experiment.train(config, str(tmp_path))
+  monkeypatch.setattr(workdir_lock.shutil, 'disk_usage',
+                      lambda path: types.SimpleNamespace(total=1, used=0, free=2**20))
+  computed = []
+  monkeypatch.setattr(experiment, 'test_sets', lambda c: computed.append(c) or [])
+  with pytest.raises(workdir_lock.WorkdirError,
+                     match='has 1 MiB free but the evaluation files need about 16 MiB'):
+    experiment.evaluate(config, str(tmp_path))
+  assert not computed and not list((tmp_path / 'eval').iterdir())
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from PIL import Image
 
 from configs import grid
 from jaxderain import experiment
+from jaxderain import workdir as workdir_lock
 from jaxderain.data import read_photo
 from jaxderain.eval import tiles
 from jaxderain.train import checkpoints, loop
@@ -213,9 +214,9 @@ def test_an_unwritable_workdir_or_full_disk_fails_before_training(tmp_path, monk
   blocker.write_text('not a folder')
   with pytest.raises(ValueError, match='is not writable'):  # a one-line user error
     experiment.train(smoke_config(), str(blocker / 'run'))
-  monkeypatch.setattr(checkpoints.shutil, 'disk_usage',
+  monkeypatch.setattr(workdir_lock.shutil, 'disk_usage',
                       lambda path: types.SimpleNamespace(total=1, used=0, free=1))
-  with pytest.raises(checkpoints.CheckpointError, match='MiB free but the checkpoints need'):
+  with pytest.raises(ValueError, match='MiB free but the checkpoints need'):
     experiment.train(smoke_config(), str(tmp_path / 'run'))
   assert not list((tmp_path / 'run' / 'checkpoints').glob('[0-9]*'))
 

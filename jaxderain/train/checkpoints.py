@@ -14,12 +14,13 @@ import contextlib
 import hashlib
 import logging
 import pathlib
-import shutil
 import weakref
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxderain.workdir import ensure_writable
 
 
 class CheckpointError(ValueError):
@@ -169,21 +170,8 @@ def recorded_config(manager: ocp.CheckpointManager) -> dict | None:
 
 def check_writable(workdir, state, keep: int | None) -> None:
   """Fail before training if WORKDIR cannot hold `keep` + 1 checkpoints of `state`."""
-  folder = pathlib.Path(workdir).absolute() / 'checkpoints'
-  try:
-    folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f'.write_probe.{jax.process_index()}'  # one per process
-    probe.write_bytes(b'0')
-    probe.unlink()
-  except OSError as error:
-    raise CheckpointError(f'the workdir {workdir} is not writable ({error.strerror}): pass '
-                          'a --workdir you can write to, or fix its permissions.') from None
   needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * ((keep or 3) + 1)
-  free = shutil.disk_usage(folder).free
-  if free < needed:
-    raise CheckpointError(f'the disk of {workdir} has {free / 2**20:.0f} MiB free but the '
-                          f'checkpoints need about {needed / 2**20:.0f} MiB: free space or '
-                          'pass a --workdir on another disk.')
+  ensure_writable(pathlib.Path(workdir) / 'checkpoints', needed, 'the checkpoints')
 
 
 def _first_line(error: Exception) -> str:
