@@ -4,16 +4,21 @@
   python -m jaxderain.derain --workdir=runs/demo --input=photos/ --output=derained/
 
 Restores the latest checkpoint of WORKDIR (built from WORKDIR/config.json) and writes
-OUTPUT/<input stem>.png for each image: any size (overlapping tiles, bounded memory), any
-common format (EXIF orientation applied; greyscale, alpha and 16-bit greyscale kept). A
-file that is not a usable image is reported by name and skipped (--strict stops instead).
+OUTPUT/<input stem>.png for each image: any size (overlapping tiles, streamed band by band
+into the PNG, so memory grows by about one decoded image), any common format (EXIF
+orientation applied; greyscale, alpha and 16-bit greyscale kept). A file that is not a
+usable image (animated ones included) is reported by name and skipped (--strict stops
+instead). Before any work: an output never lands on an input or on another output (it is
+named <stem>_<suffix>.png instead), an existing file is replaced only with --overwrite, and
+OUTPUT must be writable with room for the PNGs.
 """
 
 from jaxderain import cpu_flags
 
 cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
 
-import json  # pylint: disable=g-import-not-at-top
+import ctypes  # pylint: disable=g-import-not-at-top
+import json
 import logging
 import sys
 
@@ -21,8 +26,9 @@ from absl import app, flags
 
 from jaxderain import console, experiment
 from jaxderain.data import ImageError
-from jaxderain.eval.photos import derain_files, plan
+from jaxderain.eval.photos import check_output_folder, derain_files, plan
 from jaxderain.train import checkpoints
+from jaxderain.workdir import WorkdirError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run (launch.py --workdir).')
 _INPUT = flags.DEFINE_string('input', None, 'An image file, or a folder of them.')
@@ -31,24 +37,40 @@ _TILE = flags.DEFINE_integer('tile', 256, 'Tile side in pixels (a multiple of 32
 _OVERLAP = flags.DEFINE_integer('overlap', 32, 'Overlap of neighbouring tiles in pixels.')
 _BATCH = flags.DEFINE_integer('batch', 4, 'Tiles per model call (memory grows with it).')
 _STRICT = flags.DEFINE_bool('strict', False, 'Stop at the first bad image file.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace output files that exist.')
 flags.mark_flags_as_required(['workdir', 'input', 'output'])
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def _unmap_large_blocks_when_freed() -> None:
+  """glibc: give allocations of 1 MiB and more their own mappings, returned to the system
+  when freed. By default glibc raises that threshold as such blocks are freed and keeps the
+  freed memory in per-thread pools, so the model's per-call buffers (XLA's threads) pile
+  up some 50 MB of resident memory over a large photo's hundreds of tile batches. A no-op
+  where the C library has no mallopt."""
+  try:
+    ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+  except (OSError, AttributeError):
+    pass
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   console.quiet_library_logs()
+  _unmap_large_blocks_when_freed()
   if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
     sys.exit(f'error: --tile must be a positive multiple of 32 and --overlap in [0, tile/2); '
              f'got tile={_TILE.value}, overlap={_OVERLAP.value}.')
   try:
-    pairs = plan(_INPUT.value, _OUTPUT.value)
+    pairs = plan(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
+    check_output_folder(_OUTPUT.value, [source for source, _ in pairs])
     predict, step = experiment.restore_predictor(_WORKDIR.value)
     logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
     summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
                            _STRICT.value)
   except (ImageError, FileNotFoundError, checkpoints.CheckpointError,
-          experiment.ConfigError) as error:
+          experiment.ConfigError, WorkdirError) as error:
     sys.exit(f'error: {error}')
   print(json.dumps({'step': step, 'written': len(summary['written']),
                     'skipped': summary['skipped'], 'output': _OUTPUT.value}))

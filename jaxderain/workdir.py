@@ -86,23 +86,24 @@ def _acquire(path: pathlib.Path, record: dict) -> bool:
                     'using the workdir.')
 
 
-def ensure_writable(folder, needed_bytes: int, what: str) -> None:
-  """Create `folder` if needed and fail (WorkdirError, one line) unless a file can be
-  written in it and its disk has `needed_bytes` free for `what` (e.g. 'the checkpoints')."""
+def ensure_writable(folder, needed_bytes: int, what: str, flag: str = '--workdir') -> None:
+  """Create `folder` if needed and fail (WorkdirError, one line naming `flag`, the option
+  to change) unless a file can be written in it and its disk has `needed_bytes` free for
+  `what` (e.g. 'the checkpoints')."""
   folder = pathlib.Path(folder).absolute()
   try:
     folder.mkdir(parents=True, exist_ok=True)
-    probe = folder / f'.write_probe.{jax.process_index()}'  # one per process
+    probe = folder / f'.write_probe.{os.getpid()}.{jax.process_index()}'
     probe.write_bytes(b'0')
     probe.unlink()
   except OSError as error:
-    raise WorkdirError(f'{folder} is not writable ({error.strerror}): pass a --workdir you '
-                       'can write to, or fix its permissions.') from None
+    raise WorkdirError(f'{folder} is not writable ({error.strerror}): pass a {flag} you can '
+                       'write to, or fix its permissions.') from None
   free = shutil.disk_usage(folder).free
   if free < needed_bytes:
     raise WorkdirError(f'the disk of {folder} has {free / 2**20:.0f} MiB free but {what} '
                        f'need about {needed_bytes / 2**20:.0f} MiB: free space or pass a '
-                       '--workdir on another disk.')
+                       f'{flag} on another disk.')
 
 
 @contextlib.contextmanager

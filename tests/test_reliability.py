@@ -374,6 +374,6 @@ def test_derain_strict_and_bad_workdir_are_one_line_errors(reference, tmp_path):
   assert strict.returncode != 0 and 'cut.png is not a readable image' in strict.stderr
   assert 'Traceback' not in strict.stderr
   missing = derain(f'--workdir={tmp_path / "nowhere"}', f'--input={tmp_path / "in"}',
-                   f'--output={tmp_path / "out"}')
+                   f'--output={tmp_path / "out2"}')  # out/ holds what --strict wrote first
   assert missing.returncode != 0 and 'config.json does not exist' in missing.stderr
   assert 'Traceback' not in missing.stderr

@@ -4,7 +4,8 @@ Conversions (documented, applied silently): greyscale and palette images are exp
 RGB; an alpha channel is dropped (the colour values are kept as stored); 16-bit images are
 scaled to 8 bits (round(v / 257)); CMYK JPEGs are converted by PIL's
 CMYK->RGB; JPEG EXIF orientation is applied so the array is upright as viewers show it.
-Photos to derain (read_photo / write_photo) keep their alpha, greyscale and 16-bit depth.
+Photos to derain (read_photo / write_photo) keep their alpha, greyscale and 16-bit depth,
+are read box by box from the decoded file and written as PNG row block by row block.
 """
 
 from __future__ import annotations
@@ -13,11 +14,29 @@ import dataclasses
 import logging
 import os
 import pathlib
+import struct
+from typing import Iterable, Iterator
+import zlib
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+_DEEP_MODES = ('I;16', 'I;16B', 'I;16L', 'I')  # greyscale stored in 16 or 32 bits
+_GREY_MODES = _DEEP_MODES + ('1', 'L', 'LA', 'F')
+# EXIF orientation -> (PIL transpose that turns the stored image upright, whether upright
+# x runs along stored y, whether stored x and stored y run backwards).
+_ORIENTATIONS = {
+    2: (Image.Transpose.FLIP_LEFT_RIGHT, False, True, False),
+    3: (Image.Transpose.ROTATE_180, False, True, True),
+    4: (Image.Transpose.FLIP_TOP_BOTTOM, False, False, True),
+    5: (Image.Transpose.TRANSPOSE, True, False, False),
+    6: (Image.Transpose.ROTATE_270, True, False, True),
+    7: (Image.Transpose.TRANSVERSE, True, True, True),
+    8: (Image.Transpose.ROTATE_90, True, True, False),
+}
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels: grey, grey+alpha, RGB, RGBA
 
 
 class ImageError(ValueError):
@@ -31,6 +50,12 @@ def load_image(path) -> np.ndarray:
 
 def _open_upright(path) -> Image.Image:
   """The decoded, upright (EXIF-oriented) PIL image of a file; ImageError for a bad file."""
+  return ImageOps.exif_transpose(_open_decoded(path))
+
+
+def _open_decoded(path, still: bool = False) -> Image.Image:
+  """The decoded PIL image of a file as stored (its EXIF parsed); ImageError for a bad file,
+  and with `still` for an animated one (several frames)."""
   path = pathlib.Path(path)
   if path.is_dir():
     raise ImageError(f'{path} is a directory, not an image file: pass the image inside it '
@@ -44,8 +69,17 @@ def _open_upright(path) -> Image.Image:
     raise ImageError(f'{path} is empty (0 bytes): remove or replace it.')
   try:
     with Image.open(path) as image:
+      frames = getattr(image, 'n_frames', 1) if still else 1
+      if frames > 1:
+        raise ImageError(f'{path} is an animated image ({frames} frames): extract the '
+                         'frames first (one image file each) and derain those.')
       image.load()
-      return ImageOps.exif_transpose(image)
+      image.getexif()  # parsed (and kept) while the file is open
+      return image
+  except Image.DecompressionBombError:
+    raise ImageError(f'{path} has more pixels than PIL opens safely (over '
+                     f'{2 * Image.MAX_IMAGE_PIXELS:,}; a possible decompression bomb): split '
+                     'or downscale it first.') from None
   except (UnidentifiedImageError, OSError, SyntaxError) as error:
     raise ImageError(f'{path} is not a readable image ({error}): it may be truncated or '
                      'not an image at all; remove or replace it.') from None
@@ -53,47 +87,191 @@ def _open_upright(path) -> Image.Image:
 
 @dataclasses.dataclass
 class Photo:
-  """A photo to derain: rgb float32 (H, W, 3) in [0, 1], and what writing it back
-  needs: alpha float32 (H, W) or None, greyscale, and 8 or 16 bits per channel."""
-  rgb: np.ndarray
-  alpha: np.ndarray | None
+  """A photo to derain, decoded once and read box by box (no image-sized copy is made).
+
+  image: the PIL image as stored; orientation: its EXIF orientation (1-8, how to turn it
+  upright); greyscale; alpha: whether it has an alpha channel; bits: 8, or 16 for 16-bit
+  greyscale; white: the stored value of white of 'I' and 'F' images (else 255)."""
+  image: Image.Image
+  orientation: int
   greyscale: bool
+  alpha: bool
   bits: int
+  white: float
+
+  @property
+  def height(self) -> int:
+    """Upright height in pixels."""
+    return self.image.height if self.orientation < 5 else self.image.width
+
+  @property
+  def width(self) -> int:
+    """Upright width in pixels."""
+    return self.image.width if self.orientation < 5 else self.image.height
+
+  def rgb(self, top: int, left: int, bottom: int, right: int) -> np.ndarray:
+    """An upright box as float32 (bottom - top, right - left, 3) RGB in [0, 1]."""
+    return _unit_rgb(self._crop(top, left, bottom, right), self.white)
+
+  def alpha_rows(self, top: int, bottom: int) -> np.ndarray:
+    """Upright rows [top, bottom) of the alpha channel, uint8 (bottom - top, width)."""
+    return np.asarray(self._crop(top, 0, bottom, self.width).convert('RGBA'))[..., 3]
+
+  def _crop(self, top: int, left: int, bottom: int, right: int) -> Image.Image:
+    """An upright box as a small upright PIL image: the stored box under it, turned."""
+    if self.orientation not in _ORIENTATIONS:
+      return self.image.crop((left, top, right, bottom))
+    turn, swapped, back_x, back_y = _ORIENTATIONS[self.orientation]
+    xs, ys = ((top, bottom), (left, right)) if swapped else ((left, right), (top, bottom))
+    if back_x:
+      xs = (self.image.width - xs[1], self.image.width - xs[0])
+    if back_y:
+      ys = (self.image.height - ys[1], self.image.height - ys[0])
+    return self.image.crop((xs[0], ys[0], xs[1], ys[1])).transpose(turn)
 
 
 def read_photo(path) -> Photo:
   """Any common image file as a Photo (EXIF orientation applied; palette expanded;
-  16-bit greyscale kept at 16 bits, other 16-bit images read at 8 bits by PIL)."""
-  image = _open_upright(path)
-  alpha = None
-  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
-    alpha = np.asarray(image.convert('RGBA'), np.float32)[..., 3] / 255.0
-  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-    grey = np.asarray(image, np.float64)
-    top = 65535.0 if image.mode.startswith('I;16') or grey.max() > 255 else 255.0
-    grey = np.clip(grey / top, 0, 1).astype(np.float32)
-    return Photo(np.repeat(grey[..., None], 3, -1), alpha, True, 16 if top > 255 else 8)
-  greyscale = image.mode in ('1', 'L', 'LA', 'F')
-  return Photo(_to_rgb8(image).astype(np.float32) / 255.0, alpha, greyscale, 8)
+  16-bit greyscale kept at 16 bits, other 16-bit images read at 8 bits by PIL). An
+  animated image is an ImageError: which frame to derain is not ours to guess."""
+  image = _open_decoded(path, still=True)
+  orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+  white = _white(image)
+  return Photo(image, orientation=orientation if orientation in _ORIENTATIONS else 1,
+               greyscale=image.mode in _GREY_MODES, alpha=_has_alpha(image),
+               bits=16 if image.mode in _DEEP_MODES and white > 255 else 8, white=white)
 
 
-def write_photo(path, rgb: np.ndarray, like: Photo) -> None:
-  """Write float (H, W, 3) `rgb` in [0, 1] as a PNG shaped like `like`: greyscale as the
-  channel mean, its alpha kept, 16-bit greyscale at 16 bits."""
-  rgb = np.clip(rgb, 0.0, 1.0)
-  if like.greyscale and like.bits == 16 and like.alpha is None:
-    grey = np.round(rgb.mean(-1) * 65535.0).astype(np.uint16)
-    Image.fromarray(grey).save(path)
-    return
-  channels = [rgb.mean(-1, keepdims=True)] if like.greyscale else [rgb]
-  if like.alpha is not None:
-    channels.append(like.alpha[..., None])
-  array = np.round(np.concatenate(channels, -1) * 255.0).astype(np.uint8)
-  Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).save(path)
+def _white(image: Image.Image) -> float:
+  """The stored value of white: 65535 for 16-bit images and 'I' images above 255, 1 for
+  'F' images within [0, 1], else 255."""
+  if image.mode in _DEEP_MODES:
+    return 65535.0 if image.mode.startswith('I;16') or image.getextrema()[1] > 255 else 255.0
+  if image.mode == 'F':
+    return 1.0 if image.getextrema()[1] <= 1.0 else 255.0
+  return 255.0
+
+
+def _has_alpha(image: Image.Image) -> bool:
+  return image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
+
+
+def _unit_rgb(image: Image.Image, white: float) -> np.ndarray:
+  """A (small) PIL image as float32 (H, W, 3) RGB in [0, 1]: 'I' images divided by
+  `white`, 'F' images scaled so `white` is 255 and rounded to 8 bits, as load_image does."""
+  if image.mode in _DEEP_MODES:
+    grey = np.clip(np.asarray(image, np.float64) / white, 0, 1).astype(np.float32)
+  elif image.mode == 'F':
+    grey = np.clip(np.round(np.asarray(image, np.float64) * (255.0 / white)), 0, 255)
+    grey = grey.astype(np.uint8).astype(np.float32) / 255.0
+  else:
+    return np.asarray(image.convert('RGB'), np.float32) / 255.0
+  return np.repeat(grey[..., None], 3, -1)
+
+
+def png_bytes_bound(path) -> int:
+  """An upper bound, in bytes, of the derained PNG of an image file, from its header only:
+  height x (width x samples x bytes per sample + 1) stored uncompressed, plus zlib's and
+  the chunks' overhead. 0 for a file that cannot be opened (reported when it is read)."""
+  try:
+    with Image.open(path) as image:
+      samples = (1 if image.mode in _GREY_MODES else 3) + _has_alpha(image)
+      depth = 2 if image.mode in _DEEP_MODES else 1
+      raw = image.height * (image.width * samples * depth + 1)
+  except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
+    return 0
+  return raw + raw // 256 + 4096
+
+
+def write_photo(path, rgb_blocks: Iterable[np.ndarray], like: Photo) -> None:
+  """Write float32 (rows, W, 3) RGB row blocks in [0, 1], top to bottom, as a PNG shaped
+  like `like`: greyscale as the channel mean, its alpha kept, 16-bit greyscale at 16 bits.
+  The blocks are overwritten (clipped and scaled in place)."""
+  bits = 16 if like.bits == 16 and not like.alpha else 8
+  channels = (1 if like.greyscale else 3) + like.alpha
+  write_png(path, _photo_samples(rgb_blocks, like, bits), like.height, like.width, channels,
+            bits)
+
+
+def _photo_samples(rgb_blocks: Iterable[np.ndarray], like: Photo,
+                   bits: int) -> Iterator[np.ndarray]:
+  """Each block's samples, uint8 or uint16 (rows, W, channels), with the photo's alpha."""
+  top = 0
+  for rgb in rgb_blocks:
+    samples = _quantize(rgb, like.greyscale, bits)
+    if like.alpha:
+      alpha = like.alpha_rows(top, top + len(rgb))[..., None]
+      samples = np.concatenate([samples, alpha], -1)
+    top += len(rgb)
+    yield samples
+
+
+def _quantize(rgb: np.ndarray, greyscale: bool, bits: int) -> np.ndarray:
+  """Float32 (rows, W, 3) RGB, clipped to [0, 1] in place, as uint8 or uint16 samples
+  (rows, W, 1 or 3): greyscale as the channel mean."""
+  values = np.clip(rgb, 0.0, 1.0, out=rgb)
+  if greyscale:
+    values = values.mean(-1, keepdims=True)
+  values *= 65535.0 if bits == 16 else 255.0
+  return np.round(values, out=values).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def write_png(path, blocks: Iterable[np.ndarray], height: int, width: int, channels: int,
+              bits: int = 8) -> None:
+  """Write row blocks of samples, top to bottom, as a PNG, compressing each as it comes.
+
+  blocks: uint8 (bits 8) or uint16 (bits 16) arrays (rows, width, channels), `height` rows
+  in all; channels 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA. The file is written beside
+  `path` and renamed onto it once complete, so a failure leaves no partial PNG there."""
+  path = pathlib.Path(path)
+  partial = path.with_name(f'.{path.name}.{os.getpid()}.partial')
+  try:
+    with open(partial, 'xb') as file:
+      _write_png_stream(file, blocks, height, width, channels, bits)
+    os.replace(partial, path)
+  finally:
+    partial.unlink(missing_ok=True)
+
+
+def _write_png_stream(file, blocks: Iterable[np.ndarray], height: int, width: int,
+                      channels: int, bits: int) -> None:
+  """Signature, IHDR, one IDAT chunk per piece of zlib output, IEND."""
+  file.write(_PNG_SIGNATURE)
+  file.write(_png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, bits,
+                                             _PNG_COLOUR_TYPES[channels], 0, 0, 0)))
+  compressor = zlib.compressobj(6)
+  dtype, rows = np.dtype(np.uint16 if bits == 16 else np.uint8), 0
+  for block in blocks:
+    if block.dtype != dtype or block.shape[1:] != (width, channels):
+      raise ValueError(f'PNG rows must be {dtype} (rows, {width}, {channels}), got '
+                       f'{block.dtype} {block.shape}.')
+    rows += len(block)
+    file.write(_png_chunk(b'IDAT', compressor.compress(_scanlines(block))))
+  if rows != height:
+    raise ValueError(f'The PNG was declared {height} rows high but got {rows}.')
+  file.write(_png_chunk(b'IDAT', compressor.flush()))
+  file.write(_png_chunk(b'IEND', b''))
+
+
+def _scanlines(block: np.ndarray) -> np.ndarray:
+  """uint8 (rows, 1 + row bytes): filter type 0 (none), then the big-endian samples."""
+  samples = np.ascontiguousarray(block, block.dtype.newbyteorder('>'))
+  samples = samples.reshape(len(block), -1).view(np.uint8)
+  lines = np.zeros((len(block), 1 + samples.shape[1]), np.uint8)
+  lines[:, 1:] = samples
+  return lines
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+  """Length, type, data, CRC-32 of type and data; nothing for an empty IDAT."""
+  if kind == b'IDAT' and not data:
+    return b''
+  crc = zlib.crc32(data, zlib.crc32(kind))
+  return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', crc)
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:
-  if image.mode in ('I;16', 'I;16B', 'I;16L', 'I'):
+  if image.mode in _DEEP_MODES:
     array = np.asarray(image, dtype=np.int64)
     scale = 257.0 if image.mode.startswith('I;16') or array.max() > 255 else 1.0
     array = np.clip(np.round(array / scale), 0, 255).astype(np.uint8)

@@ -1,5 +1,6 @@
-"""Derain photo files: plan outputs named after the inputs, run a model over each in tiles,
-write it back in the input's form (jaxderain/data/images.py read_photo / write_photo)."""
+"""Derain photo files: plan outputs named after the inputs and check where they go, before
+any work; then run a model over each photo in tiles, band by band, writing the PNG as its
+rows come (jaxderain/data/images.py read_photo / write_photo)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,66 @@ import sys
 
 import tqdm
 
-from jaxderain.data import IMAGE_SUFFIXES, ImageError, read_photo, write_photo
-from jaxderain.eval.tiles import count_tiles, predict_tiled
+from jaxderain.data import ImageError, png_bytes_bound, read_photo, write_photo
+from jaxderain.data.images import image_files
+from jaxderain.eval.tiles import count_tiles, predict_bands
+from jaxderain.workdir import ensure_writable
 
 
-def plan(input_path, output_dir) -> list[tuple[pathlib.Path, pathlib.Path]]:
-  """(input file, output PNG) pairs; outputs named after the inputs, never onto an input."""
+def plan(input_path, output_dir,
+         overwrite: bool = False) -> list[tuple[pathlib.Path, pathlib.Path]]:
+  """(input file, output PNG) pairs, each output OUTPUT/<input stem>.png.
+
+  An output that would be an input of this call or another output of it is named
+  <stem>_<suffix>.png instead (ImageError if that is taken too); an output file that
+  already exists is an ImageError unless `overwrite`. Nothing is written."""
   source = pathlib.Path(input_path)
-  if source.is_dir():
-    files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-      raise ImageError(f'{source} holds no image files ({", ".join(IMAGE_SUFFIXES)}).')
-  elif source.exists():
-    files = [source]
-  else:
+  if not source.exists():
     raise ImageError(f'{source} does not exist: pass an image file or a folder of them.')
+  files = image_files(source) if source.is_dir() else [source]
   output_dir = pathlib.Path(output_dir)
-  pairs, taken = [], set()
+  taken = {path.resolve() for path in files}
+  pairs = []
   for path in files:
-    target = output_dir / f'{path.stem}.png'
-    if target in taken:  # photo.jpg next to photo.png
-      target = output_dir / f'{path.stem}_{path.suffix.lstrip(".").lower()}.png'
-    if target.exists() and target.resolve() == path.resolve():
-      raise ImageError(f'writing {target} would overwrite the input: pass another --output.')
-    taken.add(target)
+    target = _output_name(path, output_dir, taken)
+    taken.add(target.resolve())
     pairs.append((path, target))
+  if not overwrite:
+    _refuse_existing([target for _, target in pairs])
   return pairs
+
+
+def _output_name(path: pathlib.Path, output_dir: pathlib.Path, taken: set) -> pathlib.Path:
+  """OUTPUT/<stem>.png, or OUTPUT/<stem>_<suffix>.png when that is in `taken` (resolved
+  inputs and earlier outputs); ImageError when both are."""
+  plain = output_dir / f'{path.stem}.png'
+  renamed = output_dir / f'{path.stem}_{path.suffix.lstrip(".").lower()}.png'
+  for target in (plain, renamed):
+    if target.resolve() not in taken:
+      return target
+  raise ImageError(f'{path} has no free output name: {plain} and {renamed} are both inputs '
+                   'or outputs of this call; rename the input or pass another --output.')
+
+
+def _refuse_existing(targets: list[pathlib.Path]) -> None:
+  """ImageError naming (up to 3 of) the targets that already exist, if any."""
+  existing = [str(t) for t in targets if t.exists() or t.is_symlink()]
+  if existing:
+    more = f' and {len(existing) - 3} more' if len(existing) > 3 else ''
+    raise ImageError(f'{len(existing)} output file(s) already exist ({", ".join(existing[:3])}'
+                     f'{more}): pass --overwrite to replace them, or another --output.')
+
+
+def check_output_folder(output_dir, sources: list[pathlib.Path]) -> None:
+  """Create OUTPUT if needed and make sure it takes files and has the space of an upper
+  bound of the PNGs of `sources`; otherwise a WorkdirError naming the folder and --output."""
+  ensure_writable(output_dir, sum(map(png_bytes_bound, sources)), 'the PNGs', '--output')
 
 
 def derain_files(predict, pairs, tile=256, overlap=32, batch=4, strict=False) -> dict:
   """Derain each (input, output) pair, with a progress bar over tiles on stderr; returns
-  {'written': [output paths], 'skipped': {input name: why}}."""
+  {'written': [output paths], 'skipped': {input name: why}}. One photo is held at a time,
+  decoded once; an output that cannot be written is an ImageError."""
   written, skipped = [], {}
   with tqdm.tqdm(total=0, unit='tile', file=sys.stderr, dynamic_ncols=True) as bar:
     for index, (source, target) in enumerate(pairs):
@@ -51,10 +81,25 @@ def derain_files(predict, pairs, tile=256, overlap=32, batch=4, strict=False) ->
         logging.warning('Skipping %s', error)
         skipped[source.name] = str(error)
         continue
-      bar.total += count_tiles(*photo.rgb.shape[:2], tile, overlap)
+      bar.total += count_tiles(photo.height, photo.width, tile, overlap)
       bar.set_description(f'image {index + 1}/{len(pairs)} {source.name}')
-      derained = predict_tiled(predict, photo.rgb, tile, overlap, batch, on_tiles=bar.update)
-      target.parent.mkdir(parents=True, exist_ok=True)
-      write_photo(target, derained, photo)
+      rows = predict_bands(predict, photo.rgb, photo.height, photo.width, tile, overlap,
+                           batch, on_tiles=bar.update)
+      _write(target, rows, photo)
       written.append(str(target))
+      del photo, rows  # before the next photo is decoded
   return {'written': written, 'skipped': skipped}
+
+
+def _write(target: pathlib.Path, rows, photo) -> None:
+  """write_photo, its OSError (disk full, permissions) as an ImageError naming the file."""
+  try:
+    write_photo(target, rows, photo)
+  except OSError as error:
+    raise ImageError(f'cannot write {target} ({_why(error)}): free some space, fix the '
+                     'permissions, or pass another --output.') from None
+
+
+def _why(error: OSError) -> str:
+  """An OSError's reason without its file name (the message names the file)."""
+  return error.strerror or str(error)
