@@ -426,13 +426,17 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
   multi-process run, every process evaluates and process 0 writes)."""
   check_workdir_path(workdir)
-  if latest_step(workdir) is None:
-    raise FileNotFoundError(
-        f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
-        f'first (launch.py --mode=train with the same --workdir).')
   check(config)
-  with workdir_lock.hold(workdir, 'evaluation'):
+  if not (pathlib.Path(workdir) / 'checkpoints').is_dir():
+    _no_checkpoint(workdir)
+  with workdir_lock.hold(workdir, 'evaluation'):  # before reading checkpoints in use
     return _evaluate(config, workdir, allow_config_change)
+
+
+def _no_checkpoint(workdir):
+  raise FileNotFoundError(
+      f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
+      f'first (launch.py --mode=train with the same --workdir).')
 
 
 # Room an evaluation's files take at most, per test set: its JSON and its image strip.
@@ -440,6 +444,8 @@ EVAL_BYTES_PER_SET = 4 * 2**20
 
 
 def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict]:
+  if latest_step(workdir) is None:
+    _no_checkpoint(workdir)
   check_workdir_config(config, workdir, allow_config_change)
   sets = 4 + len(config.eval.extra_categories) * 2 + len(rain_shifts(config))
   workdir_lock.ensure_writable(pathlib.Path(workdir) / 'eval', sets * EVAL_BYTES_PER_SET,

@@ -95,6 +95,7 @@ def test_a_point_that_cannot_run_is_reported_and_the_sweep_goes_on(tmp_path):
   assert 'Unknown background category' in failures[points[0].name]
 
 
+@pytest.mark.reliability
 def test_a_done_point_with_a_damaged_result_is_evaluated_again(tmp_path, caplog):
   point = grids.Point('resnet,medium,8,scale=smoke')
   workdir = tmp_path / 'points' / point.name

@@ -95,6 +95,7 @@ def assert_png(path):
     image.verify()
 
 
+@pytest.mark.reliability  # also: a result file cut short keeps the point's other rows
 def test_rows_follow_the_eval_files(tmp_path):
   add_point(tmp_path, 'resnet', 'natural', 'medium', 8, e_r=12.0, e_b=3.0, share=0.5)
   add_point(tmp_path, 'unet', 'natural', 'medium', 64, e_r=7.0, e_b=2.0, share=0.25,
