@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from jaxderain import console, distributed, experiment
 from jaxderain.workdir import WorkdirError
 from jaxderain.data import ImageError
-from jaxderain.train.checkpoints import CheckpointError
+from jaxderain.train.checkpoints import CheckpointError, SaveError
 from jaxderain.train.loop import PREEMPTED_EXIT_CODE, NonFiniteError, Preempted
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
@@ -79,6 +79,11 @@ def main(argv):
   except Preempted as stop:
     print(f'jaxderain: {stop}', file=sys.stderr)
     sys.exit(PREEMPTED_EXIT_CODE)
+  except SaveError as error:
+    # Writes of the failed save may still be in flight in tensorstore's threads; at
+    # interpreter shutdown they would echo the failure as tracebacks. Leave at once.
+    print(f'error: {error}', file=sys.stderr, flush=True)
+    os._exit(1)  # pylint: disable=protected-access
   except (experiment.ConfigError, ImageError, FileNotFoundError, CheckpointError,
           NonFiniteError, WorkdirError) as error:
     sys.exit(f'error: {error}')

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -174,9 +175,12 @@ def test_a_full_disk_names_the_step_that_failed_in_one_line(small_disk):
     os.posix_fallocate(filler.fileno(), 0, stats.f_bavail * stats.f_frsize - 4096)
   _, err = run.communicate(timeout=300)
   assert run.returncode == 1
-  # No orbax traceback reaches the console. (tensorstore may still print one 5-line
-  # "Event loop is closed" traceback from C++ when its callback outlives orbax's loop.)
-  assert '/orbax/' not in err and err.count('Traceback') <= 1 and len(err.splitlines()) < 60
+  # orbax's logged tracebacks are kept off the console; tensorstore's C++ callbacks may
+  # still echo the failure as "Event loop is closed" tracebacks, and nothing else.
+  raised = {line.strip() for line in err.splitlines()
+            if re.match(r'\s*[A-Za-z.]+(Error|Exception): ', line)}
+  assert raised <= {'RuntimeError: Event loop is closed'}, err[-3000:]
+  assert '] [process=0]' not in err  # none of orbax's own error lines
   complete = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                     if p.name.isdigit())
   message = err.strip().splitlines()[-1]

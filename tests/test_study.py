@@ -86,25 +86,20 @@ def test_sweep_killed_mid_run_resumes_where_it_stopped(tmp_path):
     assert len(result['recent']['steps']) == 3
 
 
-def test_a_point_that_cannot_run_is_reported_and_the_sweep_goes_on(tmp_path):
-  points = [grids.Point('resnet,medium,8,category=/no/such/folder,scale=smoke'),
-            grids.grid_points('smoke', 'smoke')[0]]
+@pytest.mark.reliability
+def test_a_point_that_cannot_run_is_reported_and_a_damaged_result_is_redone(tmp_path, caplog):
+  point = grids.grid_points('smoke', 'smoke')[0]
+  points = [grids.Point('resnet,medium,8,category=/no/such/folder,scale=smoke'), point]
   summary = sweep.run(points, tmp_path)
   assert summary['done'] == 1 and list(summary['failed']) == [points[0].name]
   failures = json.loads((tmp_path / 'failures.json').read_text())
   assert 'Unknown background category' in failures[points[0].name]
 
-
-@pytest.mark.reliability
-def test_a_done_point_with_a_damaged_result_is_evaluated_again(tmp_path, caplog):
-  point = grids.Point('resnet,medium,8,scale=smoke')
   workdir = tmp_path / 'points' / point.name
-  assert sweep.run([point], tmp_path)['done'] == 1
   done = json.loads((workdir / 'done.json').read_text())
   assert done['results'] == ['natural_train.json', 'natural_unseen.json']
   original = (workdir / 'eval' / 'natural_unseen.json').read_text()
   assert sweep.run([point], tmp_path) == {'done': 0, 'skipped': 1, 'failed': {}}
-
   (workdir / 'eval' / 'natural_unseen.json').write_text(original[:100])  # cut short
   shutil.rmtree(workdir / 'checkpoints')  # a fresh clone: results, no checkpoints
   assert sweep.run([point], tmp_path)['done'] == 1

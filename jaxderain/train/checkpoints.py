@@ -27,6 +27,11 @@ class CheckpointError(ValueError):
   """A checkpoint that cannot be written or restored; the message names it and the fix."""
 
 
+class SaveError(CheckpointError):
+  """A checkpoint save failed (e.g. the disk is full); the message names its step and the
+  last good checkpoint."""
+
+
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
   """The orbax manager of WORKDIR/checkpoints (atomic saves; the last `keep` kept)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
@@ -94,11 +99,11 @@ def _finish_quietly(manager) -> None:
     pass
 
 
-def _save_error(manager, step, error) -> CheckpointError:
+def _save_error(manager, step, error) -> SaveError:
   _finish_quietly(manager)
   good = [s for s in manager.all_steps(read=True) if s != step]
   last = f'step {max(good)}' if good else 'none'
-  return CheckpointError(
+  return SaveError(
       f'saving the checkpoint of step {step} in {manager.directory} failed '
       f'({_cause(error)}). The last good checkpoint is {last}; free disk space or fix the '
       'folder, then rerun the same command to resume.')
