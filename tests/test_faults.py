@@ -73,16 +73,22 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
                                '--seeds=0,1; got abc.')
 
 
+def train_until_checkpoint_20(workdir, checkpoint_every):
+  """A long smoke training in a child, returned once its checkpoint of step 20 exists."""
+  run = subprocess.Popen(
+      [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={workdir}',
+       '--config.total_steps=100000', f'--config.checkpoint_every={checkpoint_every}'],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while not (pathlib.Path(workdir) / 'checkpoints' / '20').is_dir() and time.time() < deadline:
+    time.sleep(0.1)
+  return run
+
+
 def test_a_workdir_serves_one_run_and_a_stale_lock_is_taken_over(tmp_path, caplog):
   from jaxderain import workdir as workdir_lock  # pylint: disable=import-outside-toplevel
   lock = tmp_path / workdir_lock.LOCK_NAME
-  first = subprocess.Popen(
-      [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}',
-       '--config.total_steps=100000', '--config.checkpoint_every=20'],
-      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 180
-  while not (tmp_path / 'checkpoints' / '20').exists() and time.time() < deadline:
-    time.sleep(0.2)
+  first = train_until_checkpoint_20(tmp_path, checkpoint_every=20)
   holder = json.loads(lock.read_text())
   assert holder['pid'] == first.pid and holder['purpose'] == 'training'
   for mode in ('train', 'eval'):  # a second writer is refused, naming the holder
@@ -163,13 +169,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_names_the_step_that_failed_in_one_line(small_disk):
   workdir = small_disk / 'run'
-  run = subprocess.Popen(
-      [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={workdir}',
-       '--config.total_steps=100000', '--config.checkpoint_every=10'],
-      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 300
-  while not (workdir / 'checkpoints' / '20').is_dir() and time.time() < deadline:
-    time.sleep(0.1)
+  run = train_until_checkpoint_20(workdir, checkpoint_every=10)
   stats = os.statvfs(small_disk)
   with open(small_disk / 'filler', 'wb') as filler:  # the disk fills up mid-run
     os.posix_fallocate(filler.fileno(), 0, stats.f_bavail * stats.f_frsize - 4096)
