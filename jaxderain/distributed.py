@@ -18,15 +18,12 @@ from typing import Callable, Mapping
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jaxderain.errors import first_line, DistributedError
 
 # The metadata of a Cloud TPU VM: one comma-separated entry per worker of its slice.
 _TPU_WORKERS_URL = ('http://metadata.google.internal/computeMetadata/v1/instance/'
                     'attributes/worker-network-endpoints')
 _FLAGS = ('--coordinator_address', '--num_processes', '--process_id')
-
-
-class DistributedError(RuntimeError):
-  """The processes of a multi-process run cannot start together; the message says why."""
 
 
 def tpu_worker_count(environ: Mapping[str, str]) -> int:
@@ -104,13 +101,13 @@ def initialize(mode: str, coordinator_address: str | None = None,
                                initialization_timeout=timeout_s)
   except (ValueError, TypeError) as error:
     raise DistributedError(
-        f'--distributed={mode} found no multi-process cluster ({_first_line(error)}): pass '
+        f'--distributed={mode} found no multi-process cluster ({first_line(error)}): pass '
         f'{", ".join(_FLAGS)}, or run under SLURM (srun), Open MPI (mpirun) or on a '
         'multi-host TPU VM slice, which set them.') from None
   except Exception as error:  # jaxlib raises its own runtime errors  # pylint: disable=broad-except
     address = coordinator_address or 'the address the cluster gives'
     raise DistributedError(
-        f'jax.distributed could not start ({type(error).__name__}: {_first_line(error)}). '
+        f'jax.distributed could not start ({type(error).__name__}: {first_line(error)}). '
         f'If process 0 failed to start the coordinator, the port of {address} is in use: '
         'pick a free one for every process.') from None
   return reason or 'requested by --distributed=on'
@@ -158,8 +155,3 @@ def processes_not_seeing(folder: pathlib.Path) -> list[int]:
 
 def _port(address: str) -> str:
   return address.rpartition(':')[2] if ':' in address else ''
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip().splitlines()
-  return text[0][:300] if text else type(error).__name__

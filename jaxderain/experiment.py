@@ -20,14 +20,12 @@ from flax import nnx
 from jaxderain import data, distributed, models, rain
 from jaxderain import workdir as workdir_lock
 from jaxderain.rain import shifts
+from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict
 from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
-
-
-class ConfigError(ValueError):
-  """A config that cannot run; the message names the field and the fix."""
+from jaxderain.errors import ConfigError
 
 
 def rain_range(config) -> rain.RainRange:
@@ -354,16 +352,16 @@ def rain100l_pairs(config) -> data.TestSet | None:
   (prepare --paired=rain100l) or the folder DATA_DIR/rain100L; None if none is there."""
   limit = config.eval.rain100l_limit
   if config.eval.rain100l:
-    return data.paired_folder('rain100L', config.eval.rain100l, limit)
+    return data.paired_folder(RAIN100L, config.eval.rain100l, limit)
   if not config.data_dir:
     return None
   from jaxderain.data import tfds_builders  # pylint: disable=g-import-not-at-top
   prepared = tfds_builders.load_prepared_pairs('rain100l', config.data_dir)
   if prepared is not None:
     names, rainy, clean = (part[:limit] for part in prepared)
-    return data.paired_set('rain100L', rainy, clean, names)
+    return data.paired_set(RAIN100L, rainy, clean, names)
   folder = pathlib.Path(config.data_dir) / 'rain100L'
-  return data.paired_folder('rain100L', folder, limit) if folder.is_dir() else None
+  return data.paired_folder(RAIN100L, folder, limit) if folder.is_dir() else None
 
 
 def rain_shifts(config) -> list[shifts.ShiftedRain]:
@@ -372,11 +370,6 @@ def rain_shifts(config) -> list[shifts.ShiftedRain]:
     return shifts.family(tuple(config.eval.rain_shifts))
   except ValueError as error:
     raise ConfigError(f'config.eval.rain_shifts: {error}') from None
-
-
-def _short(category_name: str) -> str:
-  """A category's name for test-set names: the last part of a folder path."""
-  return category_name.rstrip('/').split('/')[-1]
 
 
 def test_sets(config) -> list[data.TestSet]:
@@ -394,23 +387,24 @@ def test_sets(config) -> list[data.TestSet]:
   pairs = rain100l_pairs(config)
   own = category(config)
   sets = []
-  extra = [c for c in config.eval.extra_categories if _short(c) != _short(own.name)]
+  extra = [c for c in config.eval.extra_categories
+           if short_category(c) != short_category(own.name)]
   for found in [own] + [data.load_category(c, config.data_dir or None, config.test_fraction)
                         for c in extra]:
-    sets.append(data.heldout_synthetic(f'{_short(found.name)}_unseen', found.test, count,
-                                       size, seed))
+    sets.append(data.heldout_synthetic(set_name(found.name, UNSEEN), found.test, count, size,
+                                       seed))
     if pairs is not None:
-      sets.append(data.heldout_real_rain(f'{_short(found.name)}_rain100L', found.test, pairs,
+      sets.append(data.heldout_real_rain(set_name(found.name, RAIN100L), found.test, pairs,
                                          count, size, seed))
   if pairs is not None:
     sets.append(pairs)
-  sets += [data.heldout_synthetic(f'{_short(own.name)}_{shifted.name}', own.test, count, size,
+  sets += [data.heldout_synthetic(set_name(own.name, shifted.name), own.test, count, size,
                                   seed, shifted.rain_range)
            for shifted in rain_shifts(config)]
   backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
                                     config.seed)
   chosen = np.linspace(0, len(backgrounds) - 1, min(count, len(backgrounds))).astype(int)
-  sets.append(data.with_synthetic_rain(f'{_short(own.name)}_train', backgrounds[chosen],
+  sets.append(data.with_synthetic_rain(set_name(own.name, TRAIN), backgrounds[chosen],
                                        seed + 1, rain_range(config)))
   return sets
 

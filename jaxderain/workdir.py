@@ -19,16 +19,9 @@ import socket
 import time
 
 import jax
+from jaxderain.errors import WorkdirError, WorkdirBusy
 
 LOCK_NAME = 'run.lock'
-
-
-class WorkdirError(ValueError):
-  """A workdir that cannot be used; the message names it and the fix."""
-
-
-class WorkdirBusy(WorkdirError):
-  """Another process holds the workdir; the message names it and what to do."""
 
 
 def _alive(pid: int) -> bool:

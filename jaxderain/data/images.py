@@ -20,6 +20,7 @@ import zlib
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from jaxderain.errors import ImageError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _DEEP_MODES = ('I;16', 'I;16B', 'I;16L', 'I')  # greyscale stored in 16 or 32 bits
@@ -37,10 +38,6 @@ _ORIENTATIONS = {
 }
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels: grey, grey+alpha, RGB, RGBA
-
-
-class ImageError(ValueError):
-  """A file that cannot be used as an image; the message names the file and the fix."""
 
 
 def load_image(path) -> np.ndarray:

@@ -21,6 +21,24 @@ from jaxderain.data.backgrounds import background_set
 from jaxderain.data.images import ImageError, load_image, paired_files
 
 
+# The rains a grid point is tested on; a test set is named `<category>_<rain>`
+# (set_name), the category by the last part of its name or folder (short_category).
+UNSEEN = 'unseen'  # the built-in unseen rain (rain.UNSEEN_RANGE)
+RAIN100L = 'rain100L'  # Rain100L's real rain layers (alone: Rain100L as given)
+TRAIN = 'train'  # the run's own training patches and rain: the convergence check
+
+
+def short_category(category: str) -> str:
+  """A category's name in test-set names: the last part of a name or folder path."""
+  return str(category).rstrip('/').split('/')[-1]
+
+
+def set_name(category: str, test_rain: str) -> str:
+  """The test set of `test_rain` (UNSEEN, RAIN100L, TRAIN or a shifted rain's name) on
+  `category`'s backgrounds, e.g. 'natural_unseen'."""
+  return f'{short_category(category)}_{test_rain}'
+
+
 @dataclasses.dataclass
 class TestSet:
   """name; rainy, clean: lists of float32 (H, W, 3); rain_layer: float32 (H, W, 1 or 3)."""

@@ -21,15 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxderain.workdir import ensure_writable
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be written or restored; the message names it and the fix."""
-
-
-class SaveError(CheckpointError):
-  """A checkpoint save failed (e.g. the disk is full); the message names its step and the
-  last good checkpoint."""
+from jaxderain.errors import first_line, CheckpointError, SaveError
 
 
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
@@ -117,7 +109,7 @@ def _cause(error: BaseException) -> str:
   if any('No space left on device' in str(e) for e in chain):
     return 'No space left on device: the disk is full'
   cause = next((e for e in chain if isinstance(e, OSError)), error)
-  return f'{type(cause).__name__}: {_first_line(cause)}'
+  return f'{type(cause).__name__}: {first_line(cause)}'
 
 
 # Files every checkpoint written by `save` has (orbax's state metadata and index, and
@@ -150,7 +142,7 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   except Exception as error:  # pylint: disable=broad-except
     raise CheckpointError(
         f'the checkpoint {folder} cannot be restored for this config '
-        f'({type(error).__name__}: {_first_line(error)}). It is truncated, or it was written '
+        f'({type(error).__name__}: {first_line(error)}). It is truncated, or it was written '
         'by another architecture or model size: evaluate it with the config it was trained '
         'with (WORKDIR/config.json), or move the folder away to train afresh.') from None
   if fingerprint(restored.state) != restored.fingerprint['sha256']:
@@ -177,8 +169,3 @@ def check_writable(workdir, state, keep: int | None) -> None:
   """Fail before training if WORKDIR cannot hold `keep` + 1 checkpoints of `state`."""
   needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * ((keep or 3) + 1)
   ensure_writable(pathlib.Path(workdir) / 'checkpoints', needed, 'the checkpoints')
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip().splitlines()
-  return text[0][:300] if text else type(error).__name__

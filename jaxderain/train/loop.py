@@ -19,6 +19,7 @@ from jax.experimental import multihost_utils
 
 from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.step import TrainState, replicate
+from jaxderain.errors import NonFiniteError
 
 
 # A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
@@ -32,11 +33,6 @@ class Preempted(Exception):
     super().__init__(f'stopped by SIGTERM at step {step}; a checkpoint of that step is in '
                      f'{workdir}/checkpoints. Rerun the same command to resume.')
     self.step = step
-
-
-class NonFiniteError(RuntimeError):
-  """The loss or the gradients stopped being finite; nothing after the last good
-  checkpoint was saved."""
 
 
 @contextlib.contextmanager

@@ -1,0 +1,71 @@
+"""The errors a user can cause, in one hierarchy.
+
+Every bad input (config, image, checkpoint, workdir, data, cluster) raises a UserError
+whose message is one line naming the problem and the fix; the command lines print it
+as `error: <message>` and exit 1 (jaxderain/cli.py). Any other exception is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+  """A bad input; the message names it and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+  """A config or flag that cannot run; the message names the field and the fix."""
+
+
+class ImageError(UserError, ValueError):
+  """A file that cannot be used as an image; the message names the file and the fix."""
+
+
+class DataError(UserError, ValueError):
+  """A dataset, category or folder of images that cannot be used."""
+
+
+class NotFoundError(UserError, FileNotFoundError):
+  """A file or folder the command needs is missing (a checkpoint, a config, an input)."""
+
+
+class CheckpointError(UserError, ValueError):
+  """A checkpoint that cannot be written or restored; the message names it and the fix."""
+
+
+class SaveError(CheckpointError):
+  """A checkpoint save failed (e.g. the disk is full); the message names its step and the
+  last good checkpoint."""
+
+
+class WorkdirError(UserError, ValueError):
+  """A workdir that cannot be used; the message names it and the fix."""
+
+
+class WorkdirBusy(WorkdirError):
+  """Another process holds the workdir; the message names it and what to do."""
+
+
+class NonFiniteError(UserError, RuntimeError):
+  """The loss or the gradients stopped being finite; nothing after the last good
+  checkpoint was saved."""
+
+
+class DistributedError(UserError, RuntimeError):
+  """The processes of a multi-process run cannot start together; the message says why."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+  """The first line of an error's message (at most `limit` characters)."""
+  text = str(error).strip().splitlines()
+  return text[0][:limit] if text else type(error).__name__
+
+
+def capped(items: Iterable, what: str, limit: int = 3) -> str:
+  """'312 keys, e.g. a, b, c' for a long list (what='keys'); all of them when short."""
+  items = [str(item) for item in items]
+  if len(items) <= limit:
+    return ', '.join(items)
+  return f'{len(items)} {what}, e.g. {", ".join(items[:limit])}'
