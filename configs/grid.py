@@ -15,7 +15,7 @@ import os
 
 import ml_collections
 
-from jaxderain.rain import TRAINING_RANGES, shifts
+from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 
 # Per architecture and scale: the model's keyword options (models/<arch>.py).
 MODELS = {
@@ -42,7 +42,6 @@ MODELS = {
 for _sizes in MODELS.values():
   _sizes['cpu-long'] = _sizes['cpu']  # cpu-long trains the cpu models for longer
 ARCHS = tuple(MODELS)
-RAIN_RANGES = ('small', 'medium', 'large')
 KEYS = ('category', 'scale', 'seed')
 
 # Per scale: patch size, batch, steps, learning rate, logging/checkpoint cadence and the

@@ -97,18 +97,14 @@ def _rounded(tree, digits: int = 7):
   return tree
 
 
-RECENT_KEYS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share', 'net_removal',
-               'over_subtraction')
-
-
 def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: int,
              threshold: float, outdir=None, strip_images: int = 4,
              earlier: list[dict[str, dict]] = ()) -> dict[str, dict]:
   """Evaluate every test set; with `outdir`, write OUTDIR/<name>.json and <name>.png.
 
   earlier: results of earlier checkpoints on the same sets; each result then gets
-  `recent`, the means of RECENT_KEYS over those and this step (metrics swing between
-  checkpoints). Returns {test set name: result dict}."""
+  `recent`, the means of metrics.METRIC_KEYS over those and this step (metrics swing
+  between checkpoints). Returns {test set name: result dict}."""
   results = {}
   for test_set in test_sets:
     outputs = run_model(predict, params, model_state, test_set.rainy)
@@ -116,7 +112,8 @@ def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: in
               'units': UNITS, **score(outputs, test_set, threshold)}
     window = [e[test_set.name] for e in earlier] + [result]
     result['recent'] = {'steps': [r['step'] for r in window],
-                        **{k: float(np.mean([r[k] for r in window])) for k in RECENT_KEYS}}
+                        **{k: float(np.mean([r[k] for r in window]))
+                           for k in metrics.METRIC_KEYS}}
     if outdir is not None:
       outdir = pathlib.Path(outdir)
       outdir.mkdir(parents=True, exist_ok=True)

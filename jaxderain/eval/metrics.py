@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# The per-set scores averaged over recent checkpoints and read by the study's report.
+METRIC_KEYS = ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share', 'net_removal',
+               'over_subtraction')
+
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])
 
 

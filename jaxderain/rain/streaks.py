@@ -73,6 +73,7 @@ TRAINING_RANGES = {
     'large': RainRange(quantity=(200, 300), widths=(1, 3, 5, 7, 9), length=(5, 60),
                        angle=(-70, 70)),
 }
+RAIN_RANGES = tuple(TRAINING_RANGES)  # the range names, in Table 1's order
 
 # Test rain that no training range produces in its shape statistics: thin, short
 # streaks at 35-60 degrees from vertical, either side.
