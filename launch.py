@@ -9,22 +9,15 @@ TPU VM slices, SLURM (srun) and Open MPI (mpirun) are detected; elsewhere pass
 --coordinator_address=HOST:PORT (process 0's) --num_processes=N --process_id=I.
 """
 
-from jaxderain import cpu_flags
-
-_FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
 
 import os  # pylint: disable=g-import-not-at-top
-import sys
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxderain import console, distributed, experiment
-from jaxderain.workdir import WorkdirError
-from jaxderain.data import ImageError
-from jaxderain.train.checkpoints import CheckpointError, SaveError
-from jaxderain.train.loop import PREEMPTED_EXIT_CODE, NonFiniteError, Preempted
+from jaxderain import distributed, experiment
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
                                           lock_config=True)
@@ -47,47 +40,18 @@ _DISTRIBUTED_TIMEOUT = flags.DEFINE_integer('distributed_timeout', 300, 'Seconds
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _parse_flags(argv):
-  """Flags, with a bad --config reported as its one-line message, not a traceback."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as error:
-    message = str(error).strip().splitlines()[-1].removeprefix('ValueError: ').strip()
-  except (AttributeError, KeyError) as error:
-    message = (f'a --config.FIELD override names no field of the config ({error}); the '
-               'fields are listed in configs/grid.py.')
-  sys.exit(f'error: {message}\nSee --helpshort for the flags.')
-
-
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.quiet_library_logs()
-  try:
-    started = distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
-                                     _NUM_PROCESSES.value, _PROCESS_ID.value,
-                                     _DISTRIBUTED_TIMEOUT.value, os.environ)
-  except distributed.DistributedError as error:
-    sys.exit(f'error: {error}')
+  cli.no_arguments(argv)
+  started = distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value,
+                                   _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                   _DISTRIBUTED_TIMEOUT.value, os.environ)
   if started:
     logging.info('Process %d of %d (%s); its devices: %s', jax.process_index(),
                  jax.process_count(), started, jax.local_devices())
-  logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), _FAST_FLAG)
-  try:
-    run = experiment.train if _MODE.value == 'train' else experiment.evaluate
-    run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
-  except Preempted as stop:
-    print(f'jaxderain: {stop}', file=sys.stderr)
-    sys.exit(PREEMPTED_EXIT_CODE)
-  except SaveError as error:
-    # Writes of the failed save may still be in flight in tensorstore's threads; at
-    # interpreter shutdown they would echo the failure as tracebacks. Leave at once.
-    print(f'error: {error}', file=sys.stderr, flush=True)
-    os._exit(1)  # pylint: disable=protected-access
-  except (experiment.ConfigError, ImageError, FileNotFoundError, CheckpointError,
-          NonFiniteError, WorkdirError) as error:
-    sys.exit(f'error: {error}')
+  logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), cli.FAST_FLAG)
+  run = experiment.train if _MODE.value == 'train' else experiment.evaluate
+  run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

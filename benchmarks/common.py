@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import grid
 from jaxderain import models
+from jaxderain.config_file import grid
 from jaxderain.rain import TRAINING_RANGES
 from jaxderain.train.step import (device_mesh, init_state, make_optimizer, make_train_step,
                                   replicate)

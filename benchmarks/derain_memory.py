@@ -1,6 +1,6 @@
 """Peak resident memory of the derain command on a large photo against a 1x1 one.
 
-  python benchmarks/derain_memory.py [--workdir=runs/smoke] [--size=6000x4000]
+  python -m benchmarks.derain_memory [--workdir=runs/smoke] [--size=6000x4000]
                                      [--out=benchmarks/results/derain_memory.json]
 
 Makes a SIZE JPEG (scikit-image's astronaut scaled up, so it compresses like a photo) and
@@ -15,7 +15,6 @@ of blend sums, the PNG rows in flight. Without --workdir a smoke model is traine
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import json  # pylint: disable=g-import-not-at-top
 import pathlib

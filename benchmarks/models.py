@@ -1,15 +1,10 @@
 """Every architecture: parameters, forward time on a 480x320 image, train-step time.
 
-  python benchmarks/models.py [--archs=resnet,unet,...] [--steps=5] [--out=...json]
+  python -m benchmarks.models [--archs=resnet,unet,...] [--steps=5] [--out=...json]
 
 Parameters and forward time use the paper-scale model (the `paper` preset of
 configs/grid.py); the train step uses the `cpu` preset at the cpu scale (batch 8, 64x64).
 """
-
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -22,8 +17,8 @@ import jax
 from absl import app, flags
 
 from benchmarks.common import report, time_steps
-from configs import grid
 from jaxderain import experiment, models
+from jaxderain.config_file import grid
 from jaxderain.eval.evaluate import make_predict
 
 _ARCHS = flags.DEFINE_list('archs', list(grid.ARCHS), 'Architectures.')

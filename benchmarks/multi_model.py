@@ -1,7 +1,7 @@
 """K grid points' train steps: K sequential single-model steps against one vmapped K-model
 step (jaxderain/train/multi_model.py), for the ResNet of configs/grid.py.
 
-  python benchmarks/multi_model.py [--scales=cpu,paper] [--models=1,4,8] [--steps=10]
+  python -m benchmarks.multi_model [--scales=cpu,paper] [--models=1,4,8] [--steps=10]
       [--num_patches=256] [--out=FILE.json]
 
 Prints one JSON object per (scale, K): the median seconds of one round of K sequential
@@ -14,10 +14,7 @@ content), so this needs only jax, flax, optax, numpy, absl and ml_collections; i
 imports nothing that needs clu, orbax, PIL or tensorflow_datasets.
 """
 
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -29,8 +26,8 @@ from absl import app, flags
 from flax import nnx
 
 from benchmarks.common import report, time_calls
-from configs import grid
 from jaxderain import models, rain
+from jaxderain.config_file import grid
 from jaxderain.train import multi_model
 from jaxderain.train.step import init_state, make_optimizer, make_train_step, replicate
 

@@ -1,6 +1,6 @@
 """Whole-model parity of models/rcdnet.py against the official RCDNet code (torch, CPU).
 
-  python benchmarks/parity_rcdnet.py --official=PATH [--out=FILE.json]
+  python -m benchmarks.parity_rcdnet --official=PATH [--out=FILE.json]
 
 PATH: the official model file (hongwang01/RCDNet, RCDNet_code/for_syn/src/model/rcdnet.py)
 or a checkout of that repository. The file is copied into a temporary folder with an
@@ -14,14 +14,14 @@ statistics after that train-mode pass, and the parameter counts. Needs torch and
 The XLA CPU flag is applied as launch.py applies it.
 """
 
+import importlib
+import importlib.util
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
 import types
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -65,14 +65,18 @@ def import_official(path: pathlib.Path, folder: pathlib.Path) -> types.ModuleTyp
     shutil.copy(mat, folder / 'init_kernel.mat')
   else:
     scipy.io.savemat(folder / 'init_kernel.mat', {'C9': rcdnet.init_kernel()})
-  sys.path.insert(0, str(folder))
+  # The official file imports its package's siblings (`model.common`): register the
+  # package `model` from the folder, then import the file as its module.
+  spec = importlib.util.spec_from_file_location('model', package / '__init__.py',
+                                                submodule_search_locations=[str(package)])
+  sys.modules['model'] = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(sys.modules['model'])
   cwd = os.getcwd()
-  os.chdir(folder)
+  os.chdir(folder)  # it reads init_kernel.mat from the working directory
   try:
-    import model.rcdnet as official  # pylint: disable=import-outside-toplevel
+    return importlib.import_module('model.rcdnet')
   finally:
     os.chdir(cwd)
-  return official
 
 
 def randomize(net: torch.nn.Module, calibration: torch.Tensor, gen: torch.Generator):

@@ -1,6 +1,6 @@
 """Whole-model parity of jaxderain's SPDNet against the official PyTorch code.
 
-  python benchmarks/parity_spdnet.py --official=/tmp/spdnet_official/spdnet.py
+  python -m benchmarks.parity_spdnet --official=/tmp/spdnet_official/spdnet.py
 
 --official: the official src/model/spdnet.py (github.com/Joyies/SPDNet), with its
 src/model/common.py beside it; neither is part of this repository. Needs torch and
@@ -20,7 +20,6 @@ import os
 import sys
 import types
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 

@@ -1,6 +1,6 @@
 """Whole-model parity of jaxderain's SwinIR with the official PyTorch code.
 
-  python benchmarks/parity_swinir.py --official=PATH [--sizes=128x128,67x93] [--out=FILE]
+  python -m benchmarks.parity_swinir --official=PATH [--sizes=128x128,67x93] [--out=FILE]
 
 PATH: a checkout of github.com/JingyunLiang/SwinIR (only models/network_swinir.py is
 used; never copy it into this repository). Builds the official color denoising model
@@ -11,12 +11,10 @@ jitted JAX) and writes the max abs differences to --out
 file imports for three helpers, is replaced by a stand-in when absent.
 """
 
-import os
+import pathlib
 import sys
 import time
 import types
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -28,6 +26,7 @@ from absl import app, flags  # pylint: disable=g-import-not-at-top
 from flax import nnx  # pylint: disable=g-import-not-at-top
 
 from benchmarks.common import report  # pylint: disable=g-import-not-at-top
+from jaxderain import config_file  # pylint: disable=g-import-not-at-top
 from jaxderain.models import swinir  # pylint: disable=g-import-not-at-top
 
 _OFFICIAL = flags.DEFINE_string('official', None, 'Checkout of JingyunLiang/SwinIR.',
@@ -56,8 +55,8 @@ def official_model():
     import timm.models.layers  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     _stand_in_for_timm()
-  sys.path.insert(0, os.path.join(_OFFICIAL.value, 'models'))
-  import network_swinir  # pylint: disable=g-import-not-at-top
+  network_swinir = config_file.load(
+      pathlib.Path(_OFFICIAL.value) / 'models' / 'network_swinir.py', 'network_swinir')
   model = network_swinir.SwinIR(
       upscale=1, in_chans=3, img_size=128, window_size=8, img_range=1.,
       depths=[6, 6, 6, 6, 6, 6], embed_dim=180, num_heads=[6, 6, 6, 6, 6, 6], mlp_ratio=2,

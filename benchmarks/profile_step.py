@@ -1,6 +1,6 @@
 """Where a jaxderain train step spends its time on this machine, and the convolution wall.
 
-  python benchmarks/profile_step.py [--configs=c,b] [--out=benchmarks/results/profile_step.json]
+  python -m benchmarks.profile_step [--configs=c,b] [--out=benchmarks/results/profile_step.json]
 
 Per config of benchmarks/vs_torch.py, two records:
   * `op_time`: a jax.profiler trace of --steps train steps, op time summed by kind of XLA
@@ -13,9 +13,6 @@ Per config of benchmarks/vs_torch.py, two records:
 """
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 

@@ -1,15 +1,10 @@
 """Rain synthesis throughput at 128x128, batch 16, and its share of one ResNet train step.
 
-  python benchmarks/rain.py [--repeats=50] [--out=benchmarks/results/rain.json]
+  python -m benchmarks.rain [--repeats=50] [--out=benchmarks/results/rain.json]
 
 The train step is the paper-scale ResNet step (64 ch x 16 blocks, batch 16, 128x128),
 which synthesises this rain inside it; the target is rain <= 5% of the step.
 """
-
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -24,7 +19,7 @@ from absl import app, flags
 from jaxderain import rain
 
 from benchmarks.common import report, time_steps  # pylint: disable=g-import-not-at-top
-from configs import grid  # pylint: disable=g-import-not-at-top
+from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
 
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed rain batches per range.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed train steps for the share.')

@@ -1,6 +1,6 @@
 """Measured statistics of each rain: training ranges, the unseen test rain, and Rain100L.
 
-  python benchmarks/rain_stats.py [--rain100l=DATA/rain100L] [--out=...json]
+  python -m benchmarks.rain_stats [--rain100l=DATA/rain100L] [--out=...json]
 
 Mean, share of pixels above 0.1, and percentiles of the measured streak angle and length
 (jaxderain.rain.stats) over 64 layers of 128x128 per synthetic rain, or over every
@@ -10,9 +10,7 @@ Rain100L layer (rainy - clean). These are the numbers of the README's rain table
 import json
 import os
 import pathlib
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np

@@ -406,40 +406,15 @@ def jax_params_in_torch_layout(jax_model) -> dict[str, np.ndarray]:
   """The nnx.Params of `jax_model` as numpy arrays named and laid out as its torch
   mirror's parameters (nnx path ('blocks', 0, 'conv1', 'kernel') -> 'blocks.0.conv1.weight').
 
-  Conv kernels HWIO -> OIHW; Linear (in, out) -> (out, in); LayerNorm scale -> weight.
-  nnx.ConvTranspose (transpose_kernel False, 'VALID') computes
-  y[s*i + a] += x[i] K[k-1-a] (lax.conv_transpose correlates the dilated input with K),
-  while torch's ConvTranspose2d computes y[s*i + a] += x[i] W[a]: so W is K flipped in
-  H and W, (H, W, in, out) -> (in, out, H, W). With transpose_kernel True the nnx kernel
-  is (H, W, out, in) and already flipped: W = K transposed to (in, out, H, W).
+  Conv kernels HWIO -> OIHW; Linear (in, out) -> (out, in); LayerNorm scale -> weight;
+  nnx.ConvTranspose kernels flipped into torch ConvTranspose2d's: the layouts of
+  jaxderain/models/torch_layout.py, which converts official weights the other way.
   """
-  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from jaxderain.models import torch_layout  # pylint: disable=g-import-not-at-top
 
-  jax_modules = {tuple(str(p) for p in path): node
-                 for path, node in nnx.iter_graph(jax_model) if isinstance(node, nnx.Module)}
-  out = {}
-  for path, variable in nnx.iter_graph(jax_model):
-    if not isinstance(variable, nnx.Param):
-      continue
-    *parents, leaf = (str(part) for part in path)
-    value = np.asarray(variable[...], np.float32)
-    parent = jax_modules[tuple(parents)]
-    if isinstance(parent, nnx.ConvTranspose) and leaf == 'kernel':
-      if parent.padding != 'VALID' or any(k < s for k, s in zip(parent.kernel_size,
-                                                                parent.strides)):
-        raise ValueError(f'{".".join(parents)}: only VALID transposed convs with '
-                         'kernel_size >= strides match torch ConvTranspose2d(padding=0).')
-      if parent.transpose_kernel:
-        value = value.transpose(3, 2, 0, 1)
-      else:
-        value = value[::-1, ::-1].transpose(2, 3, 0, 1)
-    elif leaf == 'kernel' and value.ndim == 4:
-      value = value.transpose(3, 2, 0, 1)
-    elif leaf == 'kernel':
-      value = value.T
-    name = '.'.join(parents + [{'kernel': 'weight', 'scale': 'weight'}.get(leaf, leaf)])
-    out[name] = np.array(value, np.float32, order='C')  # a writable copy
-  return out
+  return {name: np.array(torch_layout.to_torch(np.asarray(variable[...], np.float32), kind),
+                         np.float32, order='C')  # a writable copy
+          for name, (variable, kind) in torch_layout.params_by_torch_name(jax_model).items()}
 
 
 def from_jax(torch_module: nn.Module, jax_model) -> nn.Module:

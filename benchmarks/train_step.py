@@ -1,16 +1,11 @@
 """Median train-step time (after compile) of the ResNet at the paper and cpu scales.
 
-  python benchmarks/train_step.py [--scales=paper,cpu] [--steps=5] [--out=FILE.json]
+  python -m benchmarks.train_step [--scales=paper,cpu] [--steps=5] [--out=FILE.json]
 
 Prints one JSON object per scale and writes them all to --out
 (default benchmarks/results/train_step.json). The XLA CPU flag is applied as launch.py
 applies it; set XLA_FLAGS yourself to time another path.
 """
-
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -19,7 +14,7 @@ cpu_flags.apply_fast_cpu_flag()
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 from benchmarks.common import report, time_steps
-from configs import grid
+from jaxderain.config_file import grid
 
 _SCALES = flags.DEFINE_list('scales', ['paper', 'cpu'], 'Scales of configs/grid.py.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per scale (after 2 warm-up steps).')

@@ -1,8 +1,8 @@
 """jaxderain against PyTorch: the same model, weights, L1 loss, Adam and batch, one run.
 
-  python benchmarks/vs_torch.py [--configs=a,b,c,cpu,unet,swinir] [--steps=10]
+  python -m benchmarks.vs_torch [--configs=a,b,c,cpu,unet,swinir] [--steps=10]
                                 [--memory] [--out=benchmarks/results/vs_torch.json]
-  python benchmarks/vs_torch.py --notiming --memory --out=benchmarks/results/vs_torch_memory.json
+  python -m benchmarks.vs_torch --notiming --memory --out=benchmarks/results/vs_torch_memory.json
 
 Needs torch (CPU or CUDA; a benchmark-only dependency, not in requirements.txt).
 Configs (float32 unless noted):
@@ -30,8 +30,6 @@ evaluated in 256x256 tiles. One JSON object per line on stdout; all of them in -
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
 cpu_flags.apply_fast_cpu_flag()
@@ -49,7 +47,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.common import CONFIGS, LEARNING_RATE, jax_step, report, time_calls
-from configs import grid
+from jaxderain.config_file import grid
 from jaxderain import models
 
 _CONFIGS = flags.DEFINE_list('configs', ['a', 'b', 'c', 'cpu', 'unet', 'swinir'],

@@ -15,6 +15,7 @@ import os
 
 import ml_collections
 
+from jaxderain.errors import ConfigError
 from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 
 # Per architecture and scale: the model's keyword options (models/<arch>.py).
@@ -65,7 +66,7 @@ SCALES = {
 
 
 def _fail(arg, problem):
-  raise ValueError(
+  raise ConfigError(
       f'Bad grid point {arg!r}: {problem}. Expected ARCH,RAIN_RANGE,N[,key=value...] with '
       f'ARCH in {{{", ".join(ARCHS)}}}, RAIN_RANGE in {{{", ".join(RAIN_RANGES)}}}, N a '
       f'positive integer, keys in {{{", ".join(KEYS)}}} and scale in '

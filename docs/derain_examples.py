@@ -7,12 +7,10 @@ Writes the rainy inputs and the derained outputs under --scratch, then a panel:
 rainy | derained | clean, one row per photo and rain.
 """
 
-import os
 import pathlib
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np

@@ -12,15 +12,19 @@ imported only here.
 
 from __future__ import annotations
 
-import pathlib
-import sys
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
+
+import pathlib  # pylint: disable=g-import-not-at-top
+import re
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
 from jaxderain import experiment, models
+from jaxderain.errors import (CheckpointError, ConfigError, NotFoundError, UserError,
+                              WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N',
@@ -34,29 +38,75 @@ flags.mark_flags_as_required(['config', 'torch', 'workdir'])
 _NESTED = ('params_ema', 'params', 'state_dict', 'model')
 
 
+class TorchMissing(UserError, ImportError):
+  """PyTorch, which reading a .pt file needs, is not installed."""
+
+
 def read_state_dict(path) -> dict[str, np.ndarray]:
   """A PyTorch checkpoint's tensors as float/int numpy arrays, 'module.' prefixes
-  (DataParallel) removed, nested state_dicts unwrapped."""
+  (DataParallel) removed, nested state_dicts unwrapped. Raises CheckpointError, one line
+  naming the file and what to pass instead, for a file that is not a state_dict."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f'{path} is not a file: pass the .pt/.pth checkpoint.')
+    raise NotFoundError(f'{path} is not a file: pass the .pt/.pth checkpoint.')
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ImportError('Converting needs PyTorch: pip install torch (CPU is enough).') from None
+    raise TorchMissing('Converting needs PyTorch: pip install torch (CPU is enough).') from None
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as error:  # pylint: disable=broad-except
-    raise ValueError(f'{path} is not a PyTorch checkpoint that loads without running code '
-                     f'({type(error).__name__}: {error}).') from None
+    raise CheckpointError(_load_problem(path, error)) from None
   for key in _NESTED:
     if isinstance(state, dict) and isinstance(state.get(key), dict):
       state = state[key]
       break
-  if not isinstance(state, dict):
-    raise ValueError(f'{path} holds a {type(state).__name__}, not a state_dict.')
-  return {k.removeprefix('module.'): v.detach().cpu().numpy() for k, v in state.items()
-          if hasattr(v, 'detach')}
+  tensors = ({k.removeprefix('module.'): v.detach().cpu().numpy() for k, v in state.items()
+              if hasattr(v, 'detach')} if isinstance(state, dict) else {})
+  if not tensors:
+    raise CheckpointError(f'{path} holds {_described(state)}, not a state_dict: pass a file '
+                          f'saved with {_SAVE_STATE_DICT}, a dict of parameter names to '
+                          f'tensors{_nested_hint(state)}.')
+  return tensors
+
+
+_SAVE_STATE_DICT = "torch.save(model.state_dict(), 'weights.pt')"
+
+
+def _load_problem(path, error: Exception) -> str:
+  """Why torch.load(path, weights_only=True) failed, in one line, and what to pass."""
+  message = str(error)
+  found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', message)
+  if found:  # pickled Python objects, e.g. a whole nn.Module
+    return (f'{path} holds pickled Python objects ({found.group(1)}; e.g. a whole model '
+            f'saved with torch.save(model)), not a state_dict, and is not loaded, as that '
+            f'would run code: where the model is built, run {_SAVE_STATE_DICT} and pass '
+            'that file.')
+  reason = ('not written by torch.save' if message.startswith('Weights only load failed')
+            else f'{type(error).__name__}: {first_line(error, 150)}')
+  return (f'{path} is not a PyTorch checkpoint ({reason}): pass the .pt/.pth file of the '
+          f'official weights, saved with {_SAVE_STATE_DICT}.')
+
+
+def _described(state) -> str:
+  """'a list of 3 items', 'a Tensor of shape (2, 3)', 'a dict without tensors', ..."""
+  if isinstance(state, dict):
+    return 'a dict without tensors' if state else 'an empty dict'
+  if hasattr(state, 'shape'):
+    return f'a {type(state).__name__} of shape {tuple(state.shape)}'
+  if isinstance(state, (list, tuple)):
+    return f'a {type(state).__name__} of {len(state)} items'
+  return f'a {type(state).__name__}'
+
+
+def _nested_hint(state) -> str:
+  """For a dict of dicts (a training checkpoint): which entry may be the state_dict."""
+  nested = [str(k) for k, v in state.items() if isinstance(v, dict)] if isinstance(
+      state, dict) else []
+  if not nested:
+    return ''
+  return (f' (its entries holding dicts: {capped(nested, "entries")}; if one of them is the '
+          f"state_dict, save it alone with torch.save(checkpoint[{nested[0]!r}], 'weights.pt'))")
 
 
 def convert(config, torch_path, workdir) -> pathlib.Path:
@@ -64,18 +114,21 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
   architecture = models.get(config.arch)
   if architecture.convert_torch is None:
     available = [n for n, a in models.ARCHITECTURES.items() if a.convert_torch]
-    raise ValueError(f'There is no PyTorch converter for {config.arch!r}: converters exist '
-                     f'for {", ".join(available) or "no architecture yet"}.')
+    raise ConfigError(f'There is no PyTorch converter for {config.arch!r}: converters exist '
+                      f'for {", ".join(available) or "no architecture yet"}.')
   state_dict = read_state_dict(torch_path)
   _, graphdef, state, _ = experiment.state_template(config)
   model = nnx.merge(graphdef, state.params, state.model_state)
-  architecture.convert_torch(state_dict, model)
+  try:
+    architecture.convert_torch(state_dict, model)
+  except CheckpointError as error:
+    raise CheckpointError(f'{torch_path}: {error}') from None
   _, params, model_state = nnx.split(model, nnx.Param, ...)
   state = state.replace(params=params, model_state=model_state)
   workdir = pathlib.Path(workdir)
   if (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir()):
-    raise FileExistsError(f'{workdir / "checkpoints"} already holds checkpoints: pass a new '
-                          '--workdir for the converted model.')
+    raise WorkdirError(f'{workdir / "checkpoints"} already holds checkpoints: pass a new '
+                       '--workdir for the converted model.')
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'config.json').write_text(config.to_json(indent=1))
   manager = checkpoints.checkpoint_manager(workdir)
@@ -85,14 +138,11 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
 
 
 def main(argv):
-  del argv
-  try:
-    written = convert(_CONFIG.value, _TORCH.value, _WORKDIR.value)
-  except (ImportError, ValueError, FileNotFoundError, FileExistsError) as error:
-    sys.exit(f'error: {error}')
+  cli.no_arguments(argv)
+  written = convert(_CONFIG.value, _TORCH.value, _WORKDIR.value)
   print(f'Wrote {written}; evaluate it with: python launch.py --config=... '
         f'--workdir={_WORKDIR.value} --mode=eval')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

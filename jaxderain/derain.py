@@ -13,22 +13,17 @@ named <stem>_<suffix>.png instead), an existing file is replaced only with --ove
 OUTPUT must be writable with room for the PNGs.
 """
 
-from jaxderain import cpu_flags
-
-cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
 
 import ctypes  # pylint: disable=g-import-not-at-top
 import json
 import logging
-import sys
 
-from absl import app, flags
+from absl import flags
 
-from jaxderain import console, experiment
-from jaxderain.data import ImageError
+from jaxderain import experiment
+from jaxderain.errors import ConfigError, DataError
 from jaxderain.eval.photos import check_output_folder, derain_files, plan
-from jaxderain.train import checkpoints
-from jaxderain.workdir import WorkdirError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run (launch.py --workdir).')
 _INPUT = flags.DEFINE_string('input', None, 'An image file, or a folder of them.')
@@ -55,28 +50,22 @@ def _unmap_large_blocks_when_freed() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  console.quiet_library_logs()
+  cli.no_arguments(argv)
   _unmap_large_blocks_when_freed()
   if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
-    sys.exit(f'error: --tile must be a positive multiple of 32 and --overlap in [0, tile/2); '
-             f'got tile={_TILE.value}, overlap={_OVERLAP.value}.')
-  try:
-    pairs = plan(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
-    check_output_folder(_OUTPUT.value, [source for source, _ in pairs])
-    predict, step = experiment.restore_predictor(_WORKDIR.value)
-    logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
-    summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
-                           _STRICT.value)
-  except (ImageError, FileNotFoundError, checkpoints.CheckpointError,
-          experiment.ConfigError, WorkdirError) as error:
-    sys.exit(f'error: {error}')
+    raise ConfigError(f'--tile must be a positive multiple of 32 and --overlap in [0, '
+                      f'tile/2); got tile={_TILE.value}, overlap={_OVERLAP.value}.')
+  pairs = plan(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
+  check_output_folder(_OUTPUT.value, [source for source, _ in pairs])
+  predict, step = experiment.restore_predictor(_WORKDIR.value)
+  logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
+  summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
+                         _STRICT.value)
   print(json.dumps({'step': step, 'written': len(summary['written']),
                     'skipped': summary['skipped'], 'output': _OUTPUT.value}))
   if not summary['written']:
-    sys.exit('error: no image could be derained (see the skipped files above).')
+    raise DataError('no image could be derained (see the skipped files above).')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -57,6 +57,20 @@ class DistributedError(UserError, RuntimeError):
   """The processes of a multi-process run cannot start together; the message says why."""
 
 
+# A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
+PREEMPTED_EXIT_CODE = 143
+
+
+class Preempted(Exception):
+  """Not an error: SIGTERM arrived and the state was checkpointed at `step`; rerunning
+  the command resumes there."""
+
+  def __init__(self, step: int, workdir: str):
+    super().__init__(f'stopped by SIGTERM at step {step}; a checkpoint of that step is in '
+                     f'{workdir}/checkpoints. Rerun the same command to resume.')
+    self.step = step
+
+
 def first_line(error: BaseException, limit: int = 300) -> str:
   """The first line of an error's message (at most `limit` characters)."""
   text = str(error).strip().splitlines()

@@ -17,15 +17,16 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxderain import data, distributed, models, rain
-from jaxderain import workdir as workdir_lock
-from jaxderain.rain import shifts
+from jaxderain import data, models, rain
 from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
+from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
-from jaxderain.eval.evaluate import make_predict
+from jaxderain.eval.evaluate import make_predict, summary_table
+from jaxderain.rain import shifts
 from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
-from jaxderain.errors import ConfigError
+from jaxderain.workdir import (check_workdir_config, check_workdir_path, ensure_writable, hold,
+                               latest_step, prepare_for_training, recorded_config)
 
 
 def rain_range(config) -> rain.RainRange:
@@ -161,81 +162,6 @@ def build_training(config):
   return state, step, backgrounds
 
 
-# Fields that do not change what a run trains: a workdir may be resumed or evaluated
-# with other values.
-NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints')
-# Fields added after runs were recorded without them, with the value those runs used.
-ADDED_FIELDS = {'compute_dtype': 'float32'}
-
-
-def _flat(tree: dict, prefix: str = '') -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def recorded_config(workdir) -> dict | None:
-  """The config a run was trained with: WORKDIR/config.json, or, when that file is lost,
-  the copy saved with the latest checkpoint (written back to config.json, with a
-  warning); None for a workdir with neither."""
-  recorded = pathlib.Path(workdir) / 'config.json'
-  if not recorded.is_file():
-    saved = None
-    if (pathlib.Path(workdir) / 'checkpoints').is_dir():
-      saved = checkpoints.recorded_config(checkpoints.checkpoint_manager(workdir))
-    if saved is not None and jax.process_index() == 0:
-      logging.warning('%s was missing: restored it from the latest checkpoint.', recorded)
-      recorded.write_text(json.dumps(saved, indent=1))
-    return saved
-  try:
-    config = json.loads(recorded.read_text())
-  except ValueError:
-    config = None
-  if not isinstance(config, dict):
-    raise ConfigError(f'{recorded} is not a config (a JSON object of fields): delete it to '
-                      'restore it from the latest checkpoint, or move the workdir away to '
-                      'start afresh.')
-  return config
-
-
-def config_changes(config, workdir) -> list[str]:
-  """'field: recorded -> given' for each training field of `config` that differs from
-  WORKDIR/config.json (none if the workdir records no config)."""
-  recorded = recorded_config(workdir)
-  if recorded is None:
-    return []
-  before, now = {**ADDED_FIELDS, **_flat(recorded)}, _flat(json.loads(config.to_json()))
-  return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
-          for k in sorted(set(before) | set(now))
-          if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]
-
-
-def check_workdir_config(config, workdir, allow_change: bool = False) -> list[str]:
-  """Refuse a config whose training fields differ from the one WORKDIR was trained with;
-  with `allow_change`, warn instead. Returns the changes."""
-  changes = config_changes(config, workdir)
-  if changes and not allow_change:
-    raise ConfigError(
-        f'{workdir} was trained with a different config ({"; ".join(changes)}): use a new '
-        '--workdir, the recorded config (WORKDIR/config.json), or pass '
-        '--allow_config_change to continue this run with the new values on purpose.')
-  if changes:
-    logging.warning('Continuing %s with a changed config: %s', workdir, '; '.join(changes))
-  return changes
-
-
-def check_workdir_path(workdir: str) -> None:
-  """Refuse a URL as WORKDIR: the workdir is read and written as a local path."""
-  if '://' in str(workdir):
-    raise ConfigError(f'--workdir={workdir} is a URL, but the workdir must be a folder path: '
-                      'mount the bucket (e.g. gcsfuse BUCKET /mnt/BUCKET) and pass a folder '
-                      'under the mount point.')
-
-
 def train(config, workdir: str, allow_config_change: bool = False):
   """Train the grid point into WORKDIR (resuming if it holds checkpoints). A workdir
   trained with other training fields is refused unless `allow_config_change`.
@@ -245,30 +171,14 @@ def train(config, workdir: str, allow_config_change: bool = False):
   processes save each checkpoint together (written once)."""
   check_workdir_path(workdir)
   check(config)
-  with workdir_lock.hold(workdir, 'training'):
-    return _train(config, workdir, allow_config_change)
-
-
-def _train(config, workdir: str, allow_config_change: bool):
-  changes = check_workdir_config(config, workdir, allow_config_change)
-  state, step, backgrounds = build_training(config)
-  checkpoints.check_writable(workdir, state, config.keep_checkpoints)
-  workdir = pathlib.Path(workdir)
-  if missing := distributed.processes_not_seeing(workdir / 'checkpoints'):
-    raise ConfigError(f'the workdir {workdir} is not shared: processes {missing} do not see '
-                      "process 0's files in it. Pass a --workdir on a filesystem every host "
-                      'mounts (NFS, Filestore, a gcsfuse-mounted bucket).')
-  recorded = workdir / 'config.json'
-  distributed.barrier('every process has read config.json')
-  if jax.process_index() == 0:
-    if changes:
-      recorded.replace(workdir / f'config.before-step-{latest_step(workdir)}.json')
-    recorded.write_text(config.to_json(indent=1))
-  return loop.fit(state, step, backgrounds, workdir=str(workdir),
-                  total_steps=config.total_steps, log_every=config.log_every,
-                  checkpoint_every=config.checkpoint_every,
-                  keep_checkpoints=config.keep_checkpoints, mesh=device_mesh(),
-                  config=json.loads(config.to_json()))
+  with hold(workdir, 'training'):
+    state, step, backgrounds = build_training(config)
+    prepare_for_training(config, workdir, state, allow_config_change)
+    return loop.fit(state, step, backgrounds, workdir=str(workdir),
+                    total_steps=config.total_steps, log_every=config.log_every,
+                    checkpoint_every=config.checkpoint_every,
+                    keep_checkpoints=config.keep_checkpoints, mesh=device_mesh(),
+                    config=json.loads(config.to_json()))
 
 
 # Fields that grid points trained together (train_together) must share: one vmapped
@@ -320,20 +230,19 @@ def train_together(configs, workdirs) -> list[tuple]:
     check(config)
   with contextlib.ExitStack() as locks:
     for workdir in workdirs:
-      locks.enter_context(workdir_lock.hold(workdir, 'training (together)'))
+      locks.enter_context(hold(workdir, 'training (together)'))
     return _train_together(configs, workdirs)
 
 
 def _train_together(configs, workdirs) -> list[tuple]:
   for config, workdir in zip(configs, workdirs):
-    check_workdir_config(config, workdir)
+    check_workdir_config(config, workdir)  # before any work
   backgrounds = [training_backgrounds(config) for config in configs]
   templates = [state_template(config) for config in configs]
   first, (architecture, graphdef, _, tx) = configs[0], templates[0]
   states = [template[2] for template in templates]
   for config, workdir, state in zip(configs, workdirs, states):
-    checkpoints.check_writable(workdir, state, config.keep_checkpoints)
-    (pathlib.Path(workdir) / 'config.json').write_text(config.to_json(indent=1))
+    prepare_for_training(config, workdir, state)
   multi_step = multi_model.make_multi_train_step(
       graphdef, architecture.loss(first.loss), tx, rain_range(first), first.batch_size,
       first.flips, device_mesh(), COMPUTE_DTYPES[first.compute_dtype])
@@ -409,12 +318,6 @@ def test_sets(config) -> list[data.TestSet]:
   return sets
 
 
-def latest_step(workdir) -> int | None:
-  """The step of WORKDIR's latest checkpoint; None if it holds none."""
-  folder = pathlib.Path(workdir) / 'checkpoints'
-  return checkpoints.checkpoint_manager(workdir).latest_step() if folder.is_dir() else None
-
-
 def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
@@ -423,12 +326,12 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   check(config)
   if not (pathlib.Path(workdir) / 'checkpoints').is_dir():
     _no_checkpoint(workdir)
-  with workdir_lock.hold(workdir, 'evaluation'):  # before reading checkpoints in use
+  with hold(workdir, 'evaluation'):  # before reading checkpoints in use
     return _evaluate(config, workdir, allow_config_change)
 
 
 def _no_checkpoint(workdir):
-  raise FileNotFoundError(
+  raise NotFoundError(
       f'No checkpoint in {pathlib.Path(workdir) / "checkpoints"}: train this grid point '
       f'first (launch.py --mode=train with the same --workdir).')
 
@@ -442,7 +345,7 @@ def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict
     _no_checkpoint(workdir)
   check_workdir_config(config, workdir, allow_config_change)
   sets = 4 + len(config.eval.extra_categories) * 2 + len(rain_shifts(config))
-  workdir_lock.ensure_writable(pathlib.Path(workdir) / 'eval', sets * EVAL_BYTES_PER_SET,
+  ensure_writable(pathlib.Path(workdir) / 'eval', sets * EVAL_BYTES_PER_SET,
                                'the evaluation files')
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)
@@ -459,10 +362,8 @@ def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict
                                     else None),
                             strip_images=config.eval.strip_images)
     earlier.append(results)
-  for name, result in results.items():
-    logging.info('%s', json.dumps({'testset': name, 'step': result['step'],
-                                   **{k: round(result[k], 4) for k in
-                                      ('E_R', 'E_B', 'psnr', 'ssim', 'removal_share')}}))
+  for line in summary_table(results):
+    logging.info('%s', line)
   return results
 
 
@@ -472,7 +373,7 @@ def restore_predictor(workdir):
   workdir = pathlib.Path(workdir)
   recorded = recorded_config(workdir)
   if recorded is None:
-    raise FileNotFoundError(f'{workdir / "config.json"} does not exist: pass the --workdir '
+    raise NotFoundError(f'{workdir / "config.json"} does not exist: pass the --workdir '
                             'of a trained run (launch.py) or of a converted model '
                             '(jaxderain.convert).')
   config = ml_collections.ConfigDict(recorded)
@@ -480,6 +381,6 @@ def restore_predictor(workdir):
   manager = checkpoints.checkpoint_manager(workdir)
   state = checkpoints.restore(manager, template)
   if state is None:
-    raise FileNotFoundError(f'No checkpoint in {workdir / "checkpoints"}: train it first.')
+    raise NotFoundError(f'No checkpoint in {workdir / "checkpoints"}: train it first.')
   predict = make_predict(graphdef, architecture.image)
   return (lambda tiles: predict(state.params, state.model_state, tiles)), int(state.step)

@@ -1,6 +1,11 @@
-"""A workdir serves one run at a time: WORKDIR/run.lock names the process that writes.
+"""A workdir: one grid point's folder, its lock and its records.
 
-The lock is a file created exclusively (O_EXCL) holding the holder's host, PID, start
+WORKDIR/config.json records the config a run trained with (a copy is saved with every
+checkpoint); a run whose training fields differ is refused, or, on purpose, continued
+with the old record kept as config.before-step-<N>.json.
+
+A workdir serves one run at a time: WORKDIR/run.lock names the process that writes. The
+lock is a file created exclusively (O_EXCL) holding the holder's host, PID, start
 time and purpose; it is removed when the block that took it ends, however it ends. A
 lock whose PID is dead on this host (a killed run) is taken over with a warning; one held
 by a live process, or by another host, refuses the new run with one line. In a run over
@@ -19,9 +24,17 @@ import socket
 import time
 
 import jax
-from jaxderain.errors import WorkdirError, WorkdirBusy
+from jaxderain import distributed
+from jaxderain.errors import ConfigError, WorkdirBusy, WorkdirError
+from jaxderain.train import checkpoints
 
 LOCK_NAME = 'run.lock'
+CONFIG_NAME = 'config.json'
+# Fields that do not change what a run trains: a workdir may be resumed or evaluated
+# with other values.
+NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints')
+# Fields added after runs were recorded without them, with the value those runs used.
+ADDED_FIELDS = {'compute_dtype': 'float32'}
 
 
 def _alive(pid: int) -> bool:
@@ -101,13 +114,15 @@ def ensure_writable(folder, needed_bytes: int, what: str, flag: str = '--workdir
 
 @contextlib.contextmanager
 def hold(workdir, purpose: str):
-  """Hold WORKDIR's lock for the block (`purpose`, e.g. 'training', names it to others)."""
+  """Hold WORKDIR's lock for the block (`purpose`, e.g. 'training', names it to others).
+  A workdir the lock created and the block left empty (it failed early) is removed."""
   if jax.process_index() != 0:
     yield
     return
   path = pathlib.Path(workdir) / LOCK_NAME
   record = {'host': socket.gethostname(), 'pid': os.getpid(), 'purpose': purpose,
             'started': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
+  created = not path.parent.exists()
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
     taken = _acquire(path, record)
@@ -119,3 +134,102 @@ def hold(workdir, purpose: str):
   finally:
     if taken and _read(path).get('pid') == record['pid']:
       path.unlink(missing_ok=True)
+      if created and not any(path.parent.iterdir()):
+        path.parent.rmdir()
+
+
+def check_workdir_path(workdir) -> None:
+  """Refuse a URL as WORKDIR: the workdir is read and written as a local path."""
+  if '://' in str(workdir):
+    raise WorkdirError(f'--workdir={workdir} is a URL, but the workdir must be a folder path: '
+                       'mount the bucket (e.g. gcsfuse BUCKET /mnt/BUCKET) and pass a folder '
+                       'under the mount point.')
+
+
+def latest_step(workdir) -> int | None:
+  """The step of WORKDIR's latest checkpoint; None if it holds none."""
+  folder = pathlib.Path(workdir) / 'checkpoints'
+  return checkpoints.checkpoint_manager(workdir).latest_step() if folder.is_dir() else None
+
+
+def recorded_config(workdir) -> dict | None:
+  """The config a run was trained with: WORKDIR/config.json, or, when that file is lost,
+  the copy saved with the latest checkpoint (written back to config.json, with a
+  warning); None for a workdir with neither."""
+  recorded = pathlib.Path(workdir) / CONFIG_NAME
+  if not recorded.is_file():
+    saved = None
+    if (pathlib.Path(workdir) / 'checkpoints').is_dir():
+      saved = checkpoints.recorded_config(checkpoints.checkpoint_manager(workdir))
+    if saved is not None and jax.process_index() == 0:
+      logging.warning('%s was missing: restored it from the latest checkpoint.', recorded)
+      recorded.write_text(json.dumps(saved, indent=1))
+    return saved
+  try:
+    config = json.loads(recorded.read_text())
+  except ValueError:
+    config = None
+  if not isinstance(config, dict):
+    raise WorkdirError(f'{recorded} is not a config (a JSON object of fields): delete it to '
+                       'restore it from the latest checkpoint, or move the workdir away to '
+                       'start afresh.')
+  return config
+
+
+def _flat(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def config_changes(config, workdir) -> list[str]:
+  """'field: recorded -> given' for each training field of `config` (a ConfigDict) that
+  differs from the config WORKDIR records (none if it records none)."""
+  recorded = recorded_config(workdir)
+  if recorded is None:
+    return []
+  before, now = {**ADDED_FIELDS, **_flat(recorded)}, _flat(json.loads(config.to_json()))
+  return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
+          for k in sorted(set(before) | set(now))
+          if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]
+
+
+def check_workdir_config(config, workdir, allow_change: bool = False) -> list[str]:
+  """Refuse a config whose training fields differ from the one WORKDIR was trained with;
+  with `allow_change`, warn instead. Returns the changes."""
+  changes = config_changes(config, workdir)
+  if changes and not allow_change:
+    shown = '; '.join(changes[:3]) + (f'; {len(changes) - 3} more' if len(changes) > 3 else '')
+    raise ConfigError(
+        f'{workdir} was trained with a different config ({shown}): use a new '
+        '--workdir, the recorded config (WORKDIR/config.json), or pass '
+        '--allow_config_change to continue this run with the new values on purpose.')
+  if changes:
+    logging.warning('Continuing %s with a changed config: %s', workdir, '; '.join(changes))
+  return changes
+
+
+def prepare_for_training(config, workdir, state, allow_change: bool = False) -> None:
+  """Make WORKDIR ready to train `config` from `state` (its TrainState, for the size of
+  a checkpoint), in every process of the run: the config matches the recorded one (or
+  the change is allowed), the disk holds keep_checkpoints + 1 checkpoints, every process
+  sees the folder, and process 0 records the config (an earlier, changed record is kept
+  as config.before-step-<N>.json). Call it holding the workdir's lock."""
+  changes = check_workdir_config(config, workdir, allow_change)
+  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * (config.keep_checkpoints + 1)
+  ensure_writable(pathlib.Path(workdir) / 'checkpoints', needed, 'the checkpoints')
+  workdir = pathlib.Path(workdir)
+  if missing := distributed.processes_not_seeing(workdir / 'checkpoints'):
+    raise WorkdirError(f'the workdir {workdir} is not shared: processes {missing} do not see '
+                       "process 0's files in it. Pass a --workdir on a filesystem every host "
+                       'mounts (NFS, Filestore, a gcsfuse-mounted bucket).')
+  distributed.barrier(f'every process has read {workdir / CONFIG_NAME}')
+  if jax.process_index() == 0:
+    if changes:
+      earlier = workdir / f'config.before-step-{latest_step(workdir)}.json'
+      (workdir / CONFIG_NAME).replace(earlier)
+    (workdir / CONFIG_NAME).write_text(config.to_json(indent=1))

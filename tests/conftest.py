@@ -2,10 +2,10 @@
 
 import os
 import pathlib
+import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from jaxderain import cpu_flags  # pylint: disable=g-import-not-at-top
 
@@ -21,3 +21,18 @@ def data_dir():
   if not path or not pathlib.Path(path).is_dir():
     pytest.skip('JAXDERAIN_DATA_DIR is not set to a folder of real data')
   return pathlib.Path(path)
+
+
+SMOKE_POINT = 'configs/grid.py:resnet,medium,8,scale=smoke'
+
+
+@pytest.fixture(scope='session')
+def smoke_workdir(tmp_path_factory):
+  """A smoke ResNet trained by launch.py as a user runs it (15-30 s), shared read-only by
+  the tests that need a trained run."""
+  folder = tmp_path_factory.mktemp('smoke')
+  result = subprocess.run([sys.executable, 'launch.py', f'--config={SMOKE_POINT}',
+                           f'--workdir={folder}'], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return folder

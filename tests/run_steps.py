@@ -8,13 +8,12 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from configs import grid
 from jaxderain import experiment
+from jaxderain.config_file import grid
 from jaxderain.train.step import replicate
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import grid
+from jaxderain.config_file import grid
 
 
 def test_paper_defaults_from_the_exact_argument():

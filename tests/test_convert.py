@@ -1,6 +1,8 @@
 """python -m jaxderain.convert: errors without torch; a round trip where torch exists."""
 
+import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -24,6 +26,80 @@ def test_arch_without_official_weights_is_one_clear_error(tmp_path):
   assert 'Traceback' not in result.stderr and not (tmp_path / 'w').exists()
 
 
+def error_line(result):
+  """The one line a failed command printed (absl may log INFO lines before it)."""
+  assert result.returncode != 0 and 'Traceback' not in result.stderr, result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+  assert len(lines) == 1, result.stderr
+  return lines[0]
+
+
+def test_a_state_dict_of_another_architecture_is_one_short_line(tmp_path):
+  torch = pytest.importorskip('torch')
+  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
+  state = official_state('swinir', dict(grid.MODELS['swinir']['smoke']))
+  weights = tmp_path / 'swinir.pt'
+  torch.save({k: torch.from_numpy(v) for k, v in state.items()}, weights)
+  result = convert('--config=configs/grid.py:rcdnet,medium,8,scale=smoke',
+                   f'--torch={weights}', f'--workdir={tmp_path / "w"}')
+  line = error_line(result)
+  assert len(line) < 1000, line
+  assert str(weights) in line and 'does not fit the RCDNet model' in line
+  assert 'another architecture' in line
+  assert re.search(r'\d+ keys missing, e\.g\. [\w.]+, [\w.]+, [\w.]+; \d+ unexpected keys, '
+                   r'e\.g\. ', line), line
+  assert not (tmp_path / 'w').exists()
+
+
+def test_a_pickled_whole_model_is_one_line_saying_what_to_pass(tmp_path):
+  torch = pytest.importorskip('torch')
+  weights = tmp_path / 'model.pt'
+  torch.save(torch.nn.Linear(2, 2), weights)  # the whole module, not its state_dict
+  result = convert('--config=configs/grid.py:rcdnet,medium,8,scale=smoke',
+                   f'--torch={weights}', f'--workdir={tmp_path / "w"}')
+  line = error_line(result)
+  assert str(weights) in line and 'torch.nn.modules.linear.Linear' in line
+  assert 'not a state_dict' in line and 'model.state_dict()' in line
+
+
+# What torch.save wrote -> the words the error must contain besides the file's name.
+NOT_STATE_DICTS = {
+    'list': ('[torch.ones(2), torch.ones(3)]', 'holds a list of 2 items, not a state_dict'),
+    'tensor': ('torch.ones(2, 3)', 'holds a Tensor of shape (2, 3), not a state_dict'),
+    'no_tensors': ("{'epoch': 3, 'net': {'w': torch.ones(2)}}",
+                   "holds a dict without tensors, not a state_dict"),
+    'garbage': (None, 'is not a PyTorch checkpoint (not written by torch.save)'),
+}
+
+
+def test_files_that_are_not_state_dicts_are_one_clear_line_each(tmp_path):
+  """read_state_dict in a fresh process (importing jaxderain.convert defines its flags)."""
+  pytest.importorskip('torch')
+  script = ['import json, sys, torch', 'from jaxderain import convert, errors',
+            'messages = {}']
+  for name, (value, _) in NOT_STATE_DICTS.items():
+    path = tmp_path / f'{name}.pt'
+    if value is None:
+      path.write_bytes(b'not a checkpoint')
+    else:
+      script.append(f'torch.save({value}, {str(path)!r})')
+    script += ['try:', f'  convert.read_state_dict({str(path)!r})',
+               'except errors.CheckpointError as error:',
+               f'  messages[{name!r}] = str(error)']
+  script.append('print(json.dumps(messages))')
+  result = subprocess.run([sys.executable, '-c', '\n'.join(script)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  messages = json.loads(result.stdout.strip().splitlines()[-1])
+  assert messages.keys() == NOT_STATE_DICTS.keys()
+  for name, (_, words) in NOT_STATE_DICTS.items():
+    message = messages[name]
+    assert len(message.splitlines()) == 1 and len(message) < 500, message
+    assert str(tmp_path / f'{name}.pt') in message and words in message, message
+    assert 'pass' in message
+  assert "entries holding dicts: net;" in messages['no_tensors']
+  assert "torch.save(checkpoint['net'], 'weights.pt')" in messages['no_tensors']
+
 
 def official_state(arch, model_options):
   """Random weights of the smoke preset in the official PyTorch state_dict layout."""
@@ -44,15 +120,15 @@ def test_official_weights_convert_and_evaluate(tmp_path, arch):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from configs import grid  # pylint: disable=g-import-not-at-top
+  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import experiment, models  # pylint: disable=g-import-not-at-top
   from jaxderain.train import checkpoints  # pylint: disable=g-import-not-at-top
 
   config = grid.get_config(f'{arch},medium,8,scale=smoke')
   state = official_state(arch, dict(config.model))
   weights = tmp_path / 'official.pt'  # saved as DataParallel would, nested like BasicSR
-  torch.save({'params': {'module.' + k: torch.from_numpy(v) for k, v in state.items()}},
-             weights)
+  torch.save({'params': {'module.' + k: torch.from_numpy(np.array(v))  # writable copies
+                         for k, v in state.items()}}, weights)
   arg = f'--config=configs/grid.py:{arch},medium,8,scale=smoke'
   workdir = tmp_path / 'converted'
   result = convert(arg, f'--torch={weights}', f'--workdir={workdir}')

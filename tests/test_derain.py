@@ -18,25 +18,18 @@ import pytest
 import skimage
 from PIL import Image
 
-from jaxderain.data import ImageError, images
 from jaxderain import workdir as workdir_lock
+from jaxderain.data import ImageError, images
 from jaxderain.eval import photos, tiles
 
 pytestmark = pytest.mark.reliability
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMOKE = 'configs/grid.py:resnet,medium,8,scale=smoke'
 SMALL_TILES = ('--tile=64', '--overlap=16')
 
 
-@pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-  """A smoke ResNet trained by launch.py (15-30 s)."""
-  folder = tmp_path_factory.mktemp('smoke')
-  result = subprocess.run([sys.executable, 'launch.py', f'--config={SMOKE}',
-                           f'--workdir={folder}'], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return folder
+@pytest.fixture
+def workdir(smoke_workdir):
+  return smoke_workdir
 
 
 def derain(*args):

@@ -14,8 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import grid
 from jaxderain import distributed, experiment
+from jaxderain import errors
+from jaxderain import workdir as workdir_module
+from jaxderain.config_file import grid
 from jaxderain.train import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,8 +57,8 @@ def test_bad_process_flags_are_one_clear_error(mode, address, count, index, mess
 
 
 def test_a_url_workdir_is_one_clear_error():
-  with pytest.raises(experiment.ConfigError, match='is a URL.*mount the bucket'):
-    experiment.check_workdir_path('gs://bucket/run')
+  with pytest.raises(errors.WorkdirError, match='is a URL.*mount the bucket'):
+    workdir_module.check_workdir_path('gs://bucket/run')
   experiment.check_workdir_path('/mnt/bucket/run')
 
 
@@ -105,8 +107,9 @@ def launch_processes(count: int, args: list[str], logdir: pathlib.Path,
 
 
 def logged_losses(stderr: str) -> dict[int, float]:
+  """{step: loss} from the console's progress lines ('step 7/10  loss 0.14503 ...')."""
   return {int(step): float(loss) for step, loss in
-          re.findall(r'\[(\d+)\] .*train/loss=([-+.e\d]+)', stderr)}
+          re.findall(r'step (\d+)/\d+  loss ([-+.e\d]+)', stderr)}
 
 
 def test_two_processes_train_like_one_and_stop_together(tmp_path):

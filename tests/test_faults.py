@@ -15,8 +15,9 @@ import types
 
 import pytest
 
-from configs import grid
+from jaxderain import errors
 from jaxderain import experiment
+from jaxderain.config_file import grid
 
 pytestmark = pytest.mark.reliability
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def test_out_of_range_fields_are_refused(field, value, message):
   for parent in parents:
     node = node[parent]
   node[leaf] = value
-  with pytest.raises(experiment.ConfigError, match=message):
+  with pytest.raises(errors.ConfigError, match=message):
     experiment.check(config)
 
 
@@ -128,11 +129,11 @@ def test_the_run_config_survives_losing_config_json(tmp_path):
   changed = grid.get_config('resnet,medium,8,scale=smoke')
   changed.total_steps, changed.checkpoint_every = 30, 10
   changed.learning_rate = 0.01
-  with pytest.raises(experiment.ConfigError, match=r'learning_rate: 0.0002 -> 0.01'):
+  with pytest.raises(errors.ConfigError, match=r'learning_rate: 0.0002 -> 0.01'):
     experiment.train(changed, str(tmp_path))
   assert json.loads((tmp_path / 'config.json').read_text()) == recorded  # restored
   (tmp_path / 'config.json').write_text('[1, 2, 3]')
-  with pytest.raises(experiment.ConfigError, match='is not a config .* delete it to restore'):
+  with pytest.raises(errors.WorkdirError, match='is not a config .* delete it to restore'):
     experiment.train(config, str(tmp_path))
   result = run_cli('launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
@@ -177,9 +178,9 @@ def test_a_full_disk_names_the_step_that_failed_in_one_line(small_disk):
   assert run.returncode == 1
   # orbax's logged tracebacks are kept off the console; tensorstore's C++ callbacks may
   # still echo the failure as "Event loop is closed" tracebacks, and nothing else.
-  raised = {line.strip() for line in err.splitlines()
-            if re.match(r'\s*[A-Za-z.]+(Error|Exception): ', line)}
-  assert raised <= {'RuntimeError: Event loop is closed'}, err[-3000:]
+  # (threads may print them into each other's lines)
+  others = err.replace('RuntimeError: Event loop is closed', '')
+  assert not re.search(r'[A-Za-z.]+(Error|Exception): ', others), err[-3000:]
   assert '] [process=0]' not in err  # none of orbax's own error lines
   complete = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()
                     if p.name.isdigit())

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxderain import models
+from jaxderain.errors import CheckpointError
 from jaxderain.models import rcdnet
 
 SMALL = dict(num_stages=3, num_kernels=4, num_z=4, num_blocks=1, kernel_size=5)
@@ -203,14 +204,14 @@ def test_conversion_names_missing_unexpected_and_mismatched_keys():
   state['eta11'] = np.zeros((5, 1), np.float32)
   model = small_model()
   before = np.asarray(model.eta_m[...])
-  with pytest.raises(ValueError) as error:
+  with pytest.raises(CheckpointError) as error:
     rcdnet.convert_torch_state(state, model)
   message = str(error.value)
-  assert 'missing keys: weight0' in message
+  assert 'keys missing: weight0' in message
   assert 'unexpected keys: extra.weight' in message
-  assert 'eta11: (5, 1), expected (2, 1)' in message
+  assert 'shape mismatches: eta11 (5, 1) instead of (2, 1)' in message
   np.testing.assert_array_equal(np.asarray(model.eta_m[...]), before)
-  with pytest.raises(ValueError, match='stage >= 3'):
+  with pytest.raises(CheckpointError, match='stage >= 3'):
     rcdnet.convert_torch_state(state, small_model(num_stages=2))
 
 

@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import grid
+from jaxderain import errors
 from jaxderain import experiment
+from jaxderain.config_file import grid
 from jaxderain.study import sweep
 from jaxderain.study.grids import Point
 from jaxderain.train import checkpoints, multi_model
@@ -89,7 +90,7 @@ def test_vmapped_models_match_separate_runs():
 
 def test_configs_that_differ_in_shape_cannot_train_together(tmp_path):
   configs = [smoke_config(8, 0), smoke_config(16, 1, batch_size=8)]
-  with pytest.raises(experiment.ConfigError, match='config.batch_size differs'):
+  with pytest.raises(errors.ConfigError, match='config.batch_size differs'):
     experiment.train_together(configs, [str(tmp_path / 'a'), str(tmp_path / 'b')])
 
 

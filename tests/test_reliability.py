@@ -18,9 +18,9 @@ import pytest
 import skimage
 from PIL import Image
 
-from configs import grid
-from jaxderain import experiment
+from jaxderain import errors, experiment
 from jaxderain import workdir as workdir_lock
+from jaxderain.config_file import grid
 from jaxderain.data import read_photo
 from jaxderain.eval import tiles
 from jaxderain.train import checkpoints, loop
@@ -125,7 +125,7 @@ def test_sigterm_saves_the_current_step_exits_143_and_resumes(reference, tmp_pat
   _, err = process.communicate(timeout=120)
   if process.returncode == 0:
     pytest.skip('the run finished before SIGTERM arrived')
-  assert process.returncode == loop.PREEMPTED_EXIT_CODE, err[-2000:]
+  assert process.returncode == errors.PREEMPTED_EXIT_CODE, err[-2000:]
   assert 'stopped by SIGTERM at step' in err and 'Traceback' not in err
   stopped_at = int(err.split('stopped by SIGTERM at step ')[1].split(';')[0])
   assert 20 <= stopped_at < 120
@@ -151,7 +151,7 @@ def test_a_changed_config_is_refused_naming_the_fields(reference, tmp_path):
   shutil.copytree(reference[0], tmp_path / 'w')
   workdir = tmp_path / 'w'
   config = smoke_config(total_steps=120, learning_rate=1e-3, num_patches=8)
-  with pytest.raises(experiment.ConfigError) as error:
+  with pytest.raises(errors.ConfigError) as error:
     experiment.train(config, str(workdir))
   message = str(error.value)
   assert 'learning_rate: 0.0002 -> 0.001' in message and 'num_patches: 16 -> 8' in message
@@ -159,7 +159,7 @@ def test_a_changed_config_is_refused_naming_the_fields(reference, tmp_path):
   # Fields that do not change training may differ; eval can then run.
   same = smoke_config(total_steps=120, checkpoint_every=10)
   same.eval.num_images = 2
-  assert experiment.config_changes(same, workdir) == []
+  assert workdir_lock.config_changes(same, workdir) == []
   # On purpose: continues, and keeps the old config next to the new one.
   longer = smoke_config(total_steps=130, checkpoint_every=10)
   state, _ = experiment.train(longer, str(workdir), allow_config_change=True)
@@ -261,7 +261,7 @@ def test_a_foreign_checkpoint_is_a_clear_error(reference, tmp_path):
   shutil.copytree(reference[0], tmp_path / 'w')
   unet = grid.get_config('unet,medium,16,scale=smoke')
   unet.total_steps = 120
-  with pytest.raises(experiment.ConfigError, match="arch: resnet -> unet"):
+  with pytest.raises(errors.ConfigError, match="arch: resnet -> unet"):
     experiment.evaluate(unet, str(tmp_path / 'w'))
   with pytest.raises(checkpoints.CheckpointError, match='another architecture'):
     experiment.evaluate(unet, str(tmp_path / 'w'), allow_config_change=True)

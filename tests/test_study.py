@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from jaxderain import errors
 from jaxderain.study import grids, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -105,3 +106,25 @@ def test_a_point_that_cannot_run_is_reported_and_a_damaged_result_is_redone(tmp_
   assert sweep.run([point], tmp_path)['done'] == 1
   assert 'eval/natural_unseen.json is missing or unreadable' in caplog.text
   assert (workdir / 'eval' / 'natural_unseen.json').read_text() == original  # retrained
+
+
+@pytest.mark.parametrize('together', [1, 2])
+@pytest.mark.parametrize('error', [errors.NotFoundError('No checkpoint: train it first.'),
+                                   errors.NonFiniteError('the loss is nan'),
+                                   TypeError('a bug'), ValueError('a bug')])
+def test_user_errors_fail_their_point_and_other_errors_stop_the_sweep(tmp_path, monkeypatch,
+                                                                       error, together):
+  def fail(*args):
+    raise error
+
+  monkeypatch.setattr(sweep.experiment, 'train', fail)
+  monkeypatch.setattr(sweep.experiment, 'train_together', fail)
+  points = grids.grid_points('smoke', 'smoke')[:2]  # one group when together=2
+  if isinstance(error, errors.UserError):  # recorded, and the sweep goes on
+    summary = sweep.run(points, tmp_path, together=together)
+    assert summary['done'] == 0 and summary['failed'] == {p.name: str(error) for p in points}
+    assert json.loads((tmp_path / 'failures.json').read_text()) == summary['failed']
+  else:  # a bug: its traceback, not a failed point
+    with pytest.raises(type(error), match='a bug'):
+      sweep.run(points, tmp_path, together=together)
+    assert not (tmp_path / 'failures.json').exists()

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxderain.study import report, statistics
+from jaxderain import errors
+from jaxderain.data.testsets import short_category
+from jaxderain.rain import RAIN_RANGES
+from jaxderain.study import figures, report, results, statistics
 
 NS = (8, 64, 256, 1024, 30000)
 # Removal share per N for each rain range: collapse points near 8, 64 and 256.
@@ -47,7 +50,7 @@ def add_point(out, arch, category, rain_range, n, seed=0, *, e_r=None, e_b=None,
   """OUT/points/<name>/ with config.json and, if evaluated, eval JSONs: `sets` of its own
   category with the given metrics (defaults: the falling curves), its train set, and
   `extra` {testset: (E_R, E_B, share)}. Returns the point's folder."""
-  short = report.short_category(category)
+  short = short_category(category)
   name = f'{arch}_{short}_{rain_range}_{n}_s{seed}'
   folder = out / 'points' / name
   folder.mkdir(parents=True)
@@ -74,7 +77,7 @@ def add_point(out, arch, category, rain_range, n, seed=0, *, e_r=None, e_b=None,
 def paper_like(out, e_r=falling_e_r, e_b=flattening_e_b, shares=None):
   """resnet on natural for all three ranges, unet on medium: every N, two seeds."""
   shares = shares or SHARES
-  for rain_range in report.RAIN_RANGES:
+  for rain_range in RAIN_RANGES:
     for seed in (0, 1):
       for i, n in enumerate(NS):
         add_point(out, 'resnet', 'natural', rain_range, n, seed, e_r=e_r(n) + 0.5 * seed,
@@ -109,7 +112,7 @@ def test_rows_follow_the_eval_files(tmp_path):
   with open(tmp_path / 'report' / 'results.csv', newline='') as f:
     csv_rows = list(csv.DictReader(f))
   json_rows = json.loads((tmp_path / 'report' / 'results.json').read_text())
-  assert tuple(csv_rows[0]) == report.FIELDS and tuple(json_rows[0]) == report.FIELDS
+  assert tuple(csv_rows[0]) == results.FIELDS and tuple(json_rows[0]) == results.FIELDS
   assert len(csv_rows) == len(json_rows) == len(result['rows']) == 5  # 2 points x 2 sets + 1
   by_key = {(r['point'], r['testset']): r for r in json_rows}
   recent = by_key[('resnet_natural_medium_8_s0', 'natural_unseen')]
@@ -172,12 +175,12 @@ def test_paper_like_grid_passes_with_its_statistics(tmp_path):
   assert result['complexity']['natural']['patches'] == 256
   assert result['reference_range'] == 'medium'
 
-  assert set(result['figures']) == set(report.FIGURES)
+  assert set(result['figures']) == set(figures.FIGURES)
   for path in result['figures'].values():
     assert_png(path)
   assert sorted(result['empty_figures']) == ['10', 'distance']
   text = result['report'].read_text()
-  for name, title in report.FIGURES.values():
+  for name, title in figures.FIGURES.values():
     assert f'![{title}' in text and f']({name})' in text
   assert '| 1 | Removal falls as N grows' in text and '**PASS**' in text
   assert '### Claim 2: PASS' in text and 'Points used (30)' in text
@@ -317,11 +320,11 @@ def test_missing_grids_are_not_run_and_still_drawn(tmp_path):
   (tmp_path / 'empty' / 'points').mkdir(parents=True)
   result = report.write_report(tmp_path / 'empty')
   assert set(statuses(result).values()) == {statistics.NOT_RUN}
-  assert sorted(result['empty_figures']) == sorted(report.FIGURES)
+  assert sorted(result['empty_figures']) == sorted(figures.FIGURES)
   for path in result['figures'].values():
     assert_png(path)
   text = result['report'].read_text()
-  assert text.count('(not run)') == len(report.FIGURES) and '## Table 2' in text
+  assert text.count('(not run)') == len(figures.FIGURES) and '## Table 2' in text
 
   for n in (8, 30000):  # two values of N are no trend; no 3 ranges; no baseline pair
     add_point(tmp_path / 'two', 'resnet', 'natural', 'medium', n)
@@ -333,11 +336,9 @@ def test_missing_grids_are_not_run_and_still_drawn(tmp_path):
       for p in ('resnet_natural_medium_30000_s0', 'resnet_natural_medium_8_s0')}
 
 
-def test_missing_study_folder_is_one_clear_line(tmp_path, capsys):
-  with pytest.raises(FileNotFoundError, match='points does not exist'):
+def test_missing_study_folder_is_a_user_error(tmp_path):
+  with pytest.raises(errors.NotFoundError, match='points does not exist'):
     report.write_report(tmp_path)
-  assert report.cli(str(tmp_path)) == 1
-  assert 'does not exist' in capsys.readouterr().err
 
 
 def image_folder(folder, textured):
@@ -357,7 +358,7 @@ def test_complexity_order_from_image_folders(tmp_path, celeba_textured, capsys):
   out = tmp_path / 'out'
   for category in (celeba, urban, 'manga109'):  # manga109: nothing to load
     add_point(out, 'resnet', category, 'medium', 8)
-  assert report.cli(str(out)) == 0
+  report.cli(str(out))
   result = json.loads((out / 'report' / 'verdicts.json').read_text())
   complexity = result['complexity']
   assert set(complexity) == {'celeba', 'urban100', 'natural'}  # natural: embedded
@@ -411,9 +412,9 @@ def test_gate_ignores_train_images_that_drew_no_rain(tmp_path):
   result['per_image'] = [
       {'psnr': 30.0, 'identity_psnr': 20.0}, {'psnr': 40.0, 'identity_psnr': math.inf}]
   (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
-  point = report.load_points(tmp_path)[0][0]
-  assert report.gate_psnrs(point.evals['natural_train']) == (30.0, 20.0)
+  point = results.load_points(tmp_path)[0][0]
+  assert results.gate_psnrs(point.evals['natural_train']) == (30.0, 20.0)
   assert point.converged
   result['per_image'][0]['psnr'] = 19.0  # worse than the identity where there is rain
   (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
-  assert report.load_points(tmp_path)[0][0].converged is False
+  assert results.load_points(tmp_path)[0][0].converged is False

@@ -220,7 +220,7 @@ def test_prepare_command_bad_input_is_one_clear_line(tmp_path, case, message):
   assert result.stdout == ''
   assert 'Traceback' not in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-  assert result.stderr.startswith('prepare: ') and message in result.stderr, result.stderr
+  assert result.stderr.startswith('error: ') and message in result.stderr, result.stderr
   assert not data_dir.exists()  # nothing written
 
 
@@ -239,7 +239,7 @@ def test_real_urban100_round_trips(data_dir, tmp_path):
 
 def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   """load_category and the eval sets read the TFDS builds in data_dir first."""
-  from configs import grid  # pylint: disable=g-import-not-at-top
+  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import data, experiment  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   source = tmp_path / 'urban_source'

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import grid
 from jaxderain import cpu_flags, experiment
+from jaxderain import errors
+from jaxderain import workdir as workdir_module
+from jaxderain.config_file import grid
 from jaxderain.rain import shifts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -98,7 +100,7 @@ def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
   assert np.corrcoef(thin.rain_layer[0].ravel(), wide.rain_layer[0].ravel())[0, 1] > 0.3
   assert thin.rain_layer[0].mean() != wide.rain_layer[0].mean()
   config.eval.rain_shifts = ('tilt',)
-  with pytest.raises(experiment.ConfigError, match="config.eval.rain_shifts: Unknown rain "
+  with pytest.raises(errors.ConfigError, match="config.eval.rain_shifts: Unknown rain "
                      r"shift axis \['tilt'\]"):
     experiment.check(config)
 
@@ -168,7 +170,7 @@ def test_bfloat16_compute_keeps_float32_weights_and_tracks_float32():
   assert losses != reference  # computed in another precision
   np.testing.assert_allclose(losses, reference, rtol=2e-2)
   config.compute_dtype = 'float16'
-  with pytest.raises(experiment.ConfigError, match='compute_dtype'):
+  with pytest.raises(errors.ConfigError, match='compute_dtype'):
     experiment.check(config)
 
 
@@ -203,7 +205,7 @@ def test_rain_fields_can_be_overridden_and_are_checked():
   config.rain.angle = (-45, 45)
   assert experiment.rain_range(config).angle == (-45, 45)
   config.rain.angle = (45, -45)
-  with pytest.raises(experiment.ConfigError, match='config.rain.*angle'):
+  with pytest.raises(errors.ConfigError, match='config.rain.*angle'):
     experiment.check(config)
 
 
@@ -233,6 +235,6 @@ def test_a_run_recorded_before_compute_dtype_existed_is_unchanged(tmp_path):
   recorded = json.loads(config.to_json())
   del recorded['compute_dtype']
   (tmp_path / 'config.json').write_text(json.dumps(recorded))
-  assert experiment.config_changes(config, tmp_path) == []
+  assert workdir_module.config_changes(config, tmp_path) == []
   config.compute_dtype = 'bfloat16'
-  assert experiment.config_changes(config, tmp_path) == ['compute_dtype: float32 -> bfloat16']
+  assert workdir_module.config_changes(config, tmp_path) == ['compute_dtype: float32 -> bfloat16']

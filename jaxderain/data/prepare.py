@@ -11,16 +11,17 @@ earlier build of the same set there is removed first, then rebuilt. Progress and
 go to stderr; stdout gets one line saying what was written, where, and how to use it.
 """
 
-import contextlib
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before TensorFlow)
+
+import contextlib  # pylint: disable=g-import-not-at-top
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 import tensorflow_datasets as tfds
+from absl import flags, logging
 
 from jaxderain.data import tfds_builders
+from jaxderain.errors import ConfigError, DataError
 
 _CATEGORY = flags.DEFINE_string(
     'category', None,
@@ -36,16 +37,10 @@ _STRICT = flags.DEFINE_bool('strict', False, 'Fail on the first unreadable image
                             'instead of skipping it with a warning.')
 
 
-def _fail(message: str) -> None:
-  print(f'prepare: {message}', file=sys.stderr)
-  sys.exit(1)
-
-
 def main(argv):
-  if len(argv) > 1:
-    _fail(f'unexpected arguments {" ".join(argv[1:])}: pass only --flags.')
+  cli.no_arguments(argv)
   if bool(_CATEGORY.value) == bool(_PAIRED.value):
-    _fail('pass exactly one of --category=NAME or --paired=NAME.')
+    raise ConfigError('pass exactly one of --category=NAME or --paired=NAME.')
   data_dir = (_DATA_DIR.value or os.environ.get('JAXDERAIN_DATA_DIR')
               or tfds.core.constants.DATA_DIR)
   if not flags.FLAGS['verbosity'].present:  # warnings (skipped files) and progress only
@@ -59,8 +54,9 @@ def main(argv):
       else:
         builder = tfds_builders.prepare_pairs(_PAIRED.value, _MANUAL_DIR.value, data_dir,
                                               _STRICT.value)
-  except (ValueError, OSError) as error:  # bad input (ImageError is a ValueError), disk
-    _fail(str(error))
+  except OSError as error:  # the disk (bad input raises a UserError)
+    raise DataError(f'the build in {data_dir} failed ({error}): free space or pass a '
+                    'writable --data_dir.') from None
   count = builder.info.splits[tfds_builders.SPLIT].num_examples
   if _CATEGORY.value:
     what, use = f'{count} images', f'load_prepared_category({_CATEGORY.value!r}, data_dir)'
@@ -71,4 +67,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

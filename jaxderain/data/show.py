@@ -7,18 +7,19 @@
 
 from __future__ import annotations
 
-import os
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
+
+import os  # pylint: disable=g-import-not-at-top
 import pathlib
-import sys
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageDraw
 
 from jaxderain import rain
 from jaxderain.data.backgrounds import background_set, load_category
-from jaxderain.data.images import ImageError
+from jaxderain.data.testsets import short_category
 
 _WHAT = flags.DEFINE_enum('what', 'rain', ['rain', 'backgrounds'], 'Which panel.')
 _OUT = flags.DEFINE_string('out', None, 'Output PNG path.', required=True)
@@ -60,21 +61,18 @@ def rain_rows(samples: int, size: int, seed: int, background: np.ndarray):
 
 
 def main(argv):
-  del argv
-  try:
-    if _WHAT.value == 'rain':
-      natural = load_category('natural')
-      background = background_set(natural.test, 1, _SIZE.value, _SEED.value)[0]
-      rows = rain_rows(_SAMPLES.value, _SIZE.value, _SEED.value, background)
-    else:
-      rows = []
-      for name in _CATEGORIES.value:
-        category = load_category(name, _DATA_DIR.value or None)
-        rows.append((name.rstrip('/').split('/')[-1][:12],
-                     background_set(category.train, _SAMPLES.value, _SIZE.value,
-                                    _SEED.value)))
-  except ImageError as error:
-    sys.exit(f'error: {error}')
+  cli.no_arguments(argv)
+  if _WHAT.value == 'rain':
+    natural = load_category('natural')
+    background = background_set(natural.test, 1, _SIZE.value, _SEED.value)[0]
+    rows = rain_rows(_SAMPLES.value, _SIZE.value, _SEED.value, background)
+  else:
+    rows = []
+    for name in _CATEGORIES.value:
+      category = load_category(name, _DATA_DIR.value or None)
+      rows.append((short_category(name)[:12],
+                   background_set(category.train, _SAMPLES.value, _SIZE.value,
+                                  _SEED.value)))
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   panel(rows).save(out)
@@ -82,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

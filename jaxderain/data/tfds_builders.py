@@ -27,6 +27,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from jaxderain.data.images import ImageError, image_files, load_image, paired_files
+from jaxderain.errors import ConfigError, DataError
 
 SPLIT = 'full'
 BACKGROUND_CATEGORIES = ('celeba', 'div2k', 'manga109', 'urban100', 'folder')
@@ -186,11 +187,11 @@ def _check_writable(data_dir) -> None:
   try:
     path.mkdir(parents=True, exist_ok=True)
   except OSError as error:
-    raise ValueError(f'data_dir {path} cannot be created ({error.strerror}): pass a '
-                     'writable folder as data_dir.') from None
+    raise DataError(f'data_dir {path} cannot be created ({error.strerror}): pass a '
+                    'writable folder as data_dir.') from None
   if not os.access(path, os.W_OK | os.X_OK):
-    raise ValueError(f'data_dir {path} is not writable: pass a writable folder as '
-                     'data_dir.')
+    raise DataError(f'data_dir {path} is not writable: pass a writable folder as '
+                    'data_dir.')
 
 
 def _prepare(builder_cls, config: str, manual_dir, data_dir,
@@ -214,12 +215,12 @@ def prepare_category(name: str, manual_dir, data_dir,
   div2k and celeba accept manual_dir=None to download instead (needs network).
   """
   if name not in BACKGROUND_CATEGORIES:
-    raise ValueError(f'Unknown background category {name!r}: use one of '
+    raise ConfigError(f'Unknown background category {name!r}: use one of '
                      f'{", ".join(BACKGROUND_CATEGORIES)}.')
   if manual_dir is None:
     if name not in _ONLINE:
-      raise ValueError(f'Category {name!r} is built from a folder of its images: pass it '
-                       'as manual_dir.')
+      raise ConfigError(f'Category {name!r} is built from a folder of its images: pass '
+                        'it as manual_dir.')
   else:
     image_files(manual_dir)  # a clear error if missing, not a folder, or without images
   return _prepare(Backgrounds, name, manual_dir, data_dir, strict)
@@ -230,10 +231,10 @@ def prepare_pairs(name: str, manual_dir, data_dir,
   """Builds paired set `name` from manual_dir (rainy/X with clean/X) into data_dir,
   replacing an earlier build; returns the prepared builder."""
   if name not in PAIRED_SETS:
-    raise ValueError(f'Unknown paired set {name!r}: use one of {", ".join(PAIRED_SETS)}.')
+    raise ConfigError(f'Unknown paired set {name!r}: use one of {", ".join(PAIRED_SETS)}.')
   if manual_dir is None:
-    raise ValueError(f'Paired set {name!r} is built from a folder holding rainy/ and '
-                     'clean/: pass it as manual_dir.')
+    raise ConfigError(f'Paired set {name!r} is built from a folder holding rainy/ and '
+                      'clean/: pass it as manual_dir.')
   paired_files(manual_dir)  # a clear error before anything is written
   return _prepare(PairedRain, name, manual_dir, data_dir, strict)
 

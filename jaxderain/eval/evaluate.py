@@ -122,3 +122,23 @@ def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: in
           outdir / f'{test_set.name}.png')
     results[test_set.name] = result
   return results
+
+
+# The columns of the console's evaluation summary: (result key, heading, format).
+SUMMARY_COLUMNS = (('E_R', 'E_R', '.2f'), ('E_B', 'E_B', '.2f'), ('psnr', 'PSNR', '.2f'),
+                   ('ssim', 'SSIM', '.4f'), ('net_removal', 'net removal', '.3f'),
+                   ('over_subtraction', 'over-sub.', '.3f'))
+
+
+def summary_table(results: dict[str, dict]) -> list[str]:
+  """The evaluation as text lines: one row per test set with the means over the last
+  checkpoints (`recent`); E_R, E_B and PSNR on the 0-255 scale."""
+  width = max([len('test set')] + [len(name) for name in results])
+  step = next(iter(results.values()))['step'] if results else 0
+  lines = [f'Evaluation at step {step} (means over the last checkpoints, 0-255 scale):',
+           f'{"test set":<{width}}' + ''.join(f'{h:>12}' for _, h, _ in SUMMARY_COLUMNS)]
+  for name, result in results.items():
+    recent = result.get('recent', result)
+    lines.append(f'{name:<{width}}' + ''.join(f'{recent[k]:>12{fmt}}'
+                                               for k, _, fmt in SUMMARY_COLUMNS))
+  return lines

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxderain.errors import ConfigError
 from jaxderain.models import rcdnet
 from jaxderain.models import spdnet, swinir
 from jaxderain.models.resnet import ResNet
@@ -34,7 +35,8 @@ class Architecture:
   losses: name -> loss(outputs, rainy, clean) -> scalar; the first is the default.
   image(outputs) -> (B, H, W, 3): the derained image that eval scores.
   convert_torch(state_dict, model): loads an official PyTorch state_dict (numpy arrays)
-    into the model in place, or None where no official weights exist.
+    into the model in place (layouts: models/torch_layout.py), raising CheckpointError
+    for one that does not fit; None where no official weights exist.
   """
   build: Callable[..., nnx.Module]
   losses: Mapping[str, Callable[..., jax.Array]] = dataclasses.field(
@@ -47,8 +49,8 @@ class Architecture:
     if not name:
       return next(iter(self.losses.values()))
     if name not in self.losses:
-      raise ValueError(f'Unknown loss {name!r} for this architecture: choose one of '
-                       f'{", ".join(self.losses)}.')
+      raise ConfigError(f'Unknown loss {name!r} for this architecture: choose one of '
+                        f'{", ".join(self.losses)}.')
     return self.losses[name]
 
 
@@ -69,7 +71,7 @@ ARCHITECTURES = {
 
 def get(arch: str) -> Architecture:
   if arch not in ARCHITECTURES:
-    raise ValueError(f'Unknown arch {arch!r}: choose one of {", ".join(ARCHITECTURES)}.')
+    raise ConfigError(f'Unknown arch {arch!r}: choose one of {", ".join(ARCHITECTURES)}.')
   return ARCHITECTURES[arch]
 
 

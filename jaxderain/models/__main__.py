@@ -1,11 +1,12 @@
 """Print a JSON summary of one architecture: python -m jaxderain.models --arch=resnet."""
 
-import json
-import sys
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
+
+import json  # pylint: disable=g-import-not-at-top
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from absl import flags
 
 from jaxderain import models
 
@@ -15,11 +16,8 @@ _WIDTH = flags.DEFINE_integer('width', 64, 'Input width.')
 
 
 def main(argv):
-  del argv
-  try:
-    model = models.create(_ARCH.value, {}, seed=0)
-  except ValueError as error:
-    sys.exit(f'error: {error}')
+  cli.no_arguments(argv)
+  model = models.create(_ARCH.value, {}, seed=0)
   model.eval()  # inference shapes; BatchNorm statistics are not updated
   shape = (1, _HEIGHT.value, _WIDTH.value, 3)
   out = jax.eval_shape(lambda x: models.get(_ARCH.value).image(model(x)),
@@ -29,4 +27,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -18,12 +18,11 @@ tensor among them, 15 x 7,776 of it always zero).
 Differences from torch: nnx.BatchNorm updates the running variance with the biased batch
 variance (torch the unbiased one, a factor n / (n - 1) with n = batch x H x W). Parameter
 initialisation follows torch's defaults (uniform conv weights and biases, bound
-1 / sqrt(fan_in); BN scale 1, bias 0).
+1 / sqrt(fan_in), models/layers.py; BN scale 1, bias 0), all parameters float32.
 """
 
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import NamedTuple
 
@@ -31,6 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxderain.errors import CheckpointError
+from jaxderain.models import torch_layout
+from jaxderain.models.layers import torch_conv
 
 # The official rain kernels C9 from init_kernel.mat (RCDNet_code/for_syn/src/, made by
 # its Matlab script Rainkernel/init_rain_kernel.m), stored as float32 numpy data in torch
@@ -57,17 +60,6 @@ def _conv_transpose(x, kernel):
   return _conv(x, jnp.swapaxes(kernel[::-1, ::-1], 2, 3))
 
 
-def _torch_conv3x3(features_in: int, features_out: int, rngs: nnx.Rngs) -> nnx.Conv:
-  """3x3 'same' conv with torch's default init: weights and bias U(+-1/sqrt(fan_in))."""
-  bound = 1.0 / math.sqrt(9 * features_in)
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return nnx.Conv(features_in, features_out, (3, 3), kernel_init=init, bias_init=init,
-                  rngs=rngs)
-
-
 def _torch_batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
   """BatchNorm2d's defaults (torch momentum 0.1 = flax 0.9, eps 1e-5); the two-pass
   variance, as activations here are on the 0-255 scale."""
@@ -79,9 +71,9 @@ class ResidualBlock(nnx.Module):
   """conv3x3 - BN - ReLU - conv3x3 - BN: the residual branch (the skip is outside)."""
 
   def __init__(self, features: int, *, rngs: nnx.Rngs):
-    self.conv1 = _torch_conv3x3(features, features, rngs)
+    self.conv1 = torch_conv(features, features, rngs=rngs)
     self.bn1 = _torch_batch_norm(features, rngs)
-    self.conv2 = _torch_conv3x3(features, features, rngs)
+    self.conv2 = torch_conv(features, features, rngs=rngs)
     self.bn2 = _torch_batch_norm(features, rngs)
 
   def __call__(self, x):
@@ -94,7 +86,8 @@ class ProxNet(nnx.Module):
 
   def __init__(self, features: int, num_blocks: int, threshold: bool, *, rngs: nnx.Rngs):
     self.blocks = nnx.List([ResidualBlock(features, rngs=rngs) for _ in range(num_blocks)])
-    self.tau = nnx.Param(jnp.full((features,), 0.5)) if threshold else None
+    self.tau = (nnx.Param(jnp.full((features,), 0.5, jnp.float32)) if threshold
+                else None)
 
   def __call__(self, x):
     for block in self.blocks:
@@ -138,18 +131,19 @@ class RCDNet(nnx.Module):
     self.num_stages = num_stages
     start = (kernels.shape[2] - kernel_size) // 2
     crop = kernels[:, :num_kernels, start:start + kernel_size, start:start + kernel_size]
-    hwio = crop.transpose(2, 3, 1, 0)  # (k, k, num_kernels, 3)
+    hwio = torch_layout.from_torch(crop, 'conv')  # (k, k, num_kernels, 3)
     # Rain kernels C: `rain_kernel0` (official weight0) in the first stage's transposed
     # conv only, `rain_kernel` (official conv[1]) everywhere else, shared by all stages.
     # Two device buffers: the train step donates its state, every array once.
-    self.rain_kernel0 = nnx.Param(jnp.asarray(hwio))
-    self.rain_kernel = nnx.Param(jnp.asarray(hwio))
+    self.rain_kernel0 = nnx.Param(jnp.asarray(hwio, jnp.float32))
+    self.rain_kernel = nnx.Param(jnp.asarray(hwio, jnp.float32))
     # z0 = this 3x3 filter of O, each output channel the sum of the 3 channels' means.
-    self.z_filter = nnx.Param(jnp.full((3, 3, 3, num_z), 1.0 / 9.0))
-    self.tau0 = nnx.Param(jnp.ones(()))  # threshold on O - B0 in the first stage (tau)
-    self.eta_x0 = nnx.Param(jnp.full((), 5.0))  # first stage's B step size x 10 (eta2)
-    self.eta_m = nnx.Param(jnp.ones((num_stages - 1,)))  # M step sizes x 10 (eta11)
-    self.eta_x = nnx.Param(jnp.full((num_stages - 1,), 5.0))  # B step sizes x 10 (eta12)
+    f32 = jnp.float32
+    self.z_filter = nnx.Param(jnp.full((3, 3, 3, num_z), 1.0 / 9.0, f32))
+    self.tau0 = nnx.Param(jnp.ones((), f32))  # threshold on O - B0 in stage 1 (tau)
+    self.eta_x0 = nnx.Param(jnp.full((), 5.0, f32))  # stage 1's B step size x 10 (eta2)
+    self.eta_m = nnx.Param(jnp.ones((num_stages - 1,), f32))  # M step sizes x 10 (eta11)
+    self.eta_x = nnx.Param(jnp.full((num_stages - 1,), 5.0, f32))  # B step sizes x 10 (eta12)
     channels = 3 + num_z
     self.xnet0 = ProxNet(channels, num_blocks, False, rngs=rngs)  # xnet
     self.mnets = nnx.List([ProxNet(num_kernels, num_blocks, True, rngs=rngs)
@@ -214,30 +208,27 @@ def l1_loss(outputs: RCDNetOutputs, rainy, clean):
   return jnp.mean(jnp.abs(final_image(outputs) - clean))
 
 
-def _oihw_to_hwio(array):
-  return array.transpose(2, 3, 1, 0)
+def _torch_layout(model: RCDNet) -> dict[str, torch_layout.Entry]:
+  """Official state_dict key -> Entry(variable, official shape, to-nnx function)."""
+  entry, conv, from_torch = torch_layout.Entry, 'conv', torch_layout.from_torch
 
+  def conv_entry(variable):
+    return entry(variable, torch_layout.torch_shape(variable.shape, conv),
+                 lambda a: from_torch(a, conv))
 
-def _oihw_shape(variable) -> tuple[int, ...]:
-  """The torch (O, I, H, W) shape of an HWIO kernel variable."""
-  h, w, i, o = variable.shape
-  return (o, i, h, w)
+  def same(variable):
+    return entry(variable, variable.shape, lambda a: a)
 
-
-def _torch_layout(model: RCDNet) -> dict:
-  """Official state_dict key -> (nnx.Variable, official shape, to-flax function)."""
   num_stages = model.num_stages
-  k, _, num_kernels, _ = model.rain_kernel.shape
-  kernel_shape = (3, num_kernels, k, k)
   layout = {
-      'weight0': (model.rain_kernel0, kernel_shape, _oihw_to_hwio),
-      'conv': (model.rain_kernel, (num_stages - 1,) + kernel_shape,
-               lambda a: _oihw_to_hwio(a[1])),
-      'w_z_f': (model.z_filter, _oihw_shape(model.z_filter), _oihw_to_hwio),
-      'tau': (model.tau0, (1,), lambda a: a[0]),
-      'eta2': (model.eta_x0, (1,), lambda a: a[0]),
-      'eta11': (model.eta_m, (num_stages - 1, 1), lambda a: a[:, 0]),
-      'eta12': (model.eta_x, (num_stages - 1, 1), lambda a: a[:, 0]),
+      'weight0': conv_entry(model.rain_kernel0),  # (3, num_kernels, k, k)
+      'conv': entry(model.rain_kernel, (num_stages - 1,) + conv_entry(model.rain_kernel).shape,
+                    lambda a: from_torch(a[1], conv)),
+      'w_z_f': conv_entry(model.z_filter),
+      'tau': entry(model.tau0, (1,), lambda a: a[0]),
+      'eta2': entry(model.eta_x0, (1,), lambda a: a[0]),
+      'eta11': entry(model.eta_m, (num_stages - 1, 1), lambda a: a[:, 0]),
+      'eta12': entry(model.eta_x, (num_stages - 1, 1), lambda a: a[:, 0]),
   }
   nets = [('xnet', 'resx', model.xnet0), ('fxnet', 'resx', model.xnet_final)]
   nets += [(f'x_stage.{i}', 'resx', net) for i, net in enumerate(model.xnets)]
@@ -248,16 +239,15 @@ def _torch_layout(model: RCDNet) -> dict:
       for index, module in modules:  # indices in the official nn.Sequential
         name = f'{prefix}.{block_name}{n}.{index}'
         if isinstance(module, nnx.Conv):
-          layout[f'{name}.weight'] = (module.kernel, _oihw_shape(module.kernel),
-                                      _oihw_to_hwio)
-          layout[f'{name}.bias'] = (module.bias, module.bias.shape, lambda a: a)
+          layout[f'{name}.weight'] = conv_entry(module.kernel)
+          layout[f'{name}.bias'] = same(module.bias)
         else:
           for key, variable in (('weight', module.scale), ('bias', module.bias),
                                 ('running_mean', module.mean), ('running_var', module.var)):
-            layout[f'{name}.{key}'] = (variable, variable.shape, lambda a: a)
+            layout[f'{name}.{key}'] = same(variable)
     if net.tau is not None:
-      layout[f'{prefix}.tau'] = (net.tau, (1, net.tau.shape[0], 1, 1),
-                                 lambda a: a.reshape(-1))
+      layout[f'{prefix}.tau'] = entry(net.tau, (1, net.tau.shape[0], 1, 1),
+                                      lambda a: a.reshape(-1))
   return layout
 
 
@@ -269,29 +259,14 @@ def _unused_official_key(key: str) -> bool:
 def convert_torch_state(state_dict: dict[str, np.ndarray], model: RCDNet) -> None:
   """Load an official Mainnet state_dict (numpy arrays) into `model` in place.
 
-  Conv weights OIHW -> HWIO, BN running statistics into nnx.BatchStat, the rain kernels
-  from `weight0` and `conv[1]`, tau and the step sizes. Unused entries (`eta1`, `mnet.*`,
-  `*.num_batches_tracked`) are ignored. Raises ValueError naming every missing or
-  unexpected key and every shape mismatch, before changing anything.
+  Conv weights OIHW -> HWIO (models/torch_layout.py), BN running statistics into
+  nnx.BatchStat, the rain kernels from `weight0` and `conv[1]`, tau and the step sizes.
+  Unused entries (`eta1`, `mnet.*`, `*.num_batches_tracked`) are ignored. Raises
+  CheckpointError naming the missing and unexpected keys and the shape mismatches (a few
+  of each), before changing anything.
   """
   if model.num_stages < 3:
-    raise ValueError('Official models need stage >= 3 (they read conv[1]); this model has '
-                     f'num_stages={model.num_stages}.')
-  layout = _torch_layout(model)
-  missing = sorted(set(layout) - set(state_dict))
-  unexpected = sorted(key for key in set(state_dict) - set(layout)
-                      if not _unused_official_key(key))
-  mismatched = [f'{key}: {tuple(np.shape(state_dict[key]))}, expected {shape}'
-                for key, (_, shape, _) in layout.items()
-                if key in state_dict and tuple(np.shape(state_dict[key])) != shape]
-  problems = []
-  if missing:
-    problems.append(f'missing keys: {", ".join(missing)}')
-  if unexpected:
-    problems.append(f'unexpected keys: {", ".join(unexpected)}')
-  if mismatched:
-    problems.append(f'shape mismatches: {"; ".join(mismatched)}')
-  if problems:
-    raise ValueError('Cannot convert the RCDNet state_dict: ' + '. '.join(problems) + '.')
-  for key, (variable, _, to_flax) in layout.items():
-    variable[...] = jnp.asarray(to_flax(np.asarray(state_dict[key], np.float32)))
+    raise CheckpointError('Official RCDNet models need stage >= 3 (they read conv[1]); '
+                          f'this model has num_stages={model.num_stages}.')
+  torch_layout.load_state_dict(state_dict, _torch_layout(model), 'RCDNet',
+                               ignore=_unused_official_key)

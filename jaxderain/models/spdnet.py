@@ -21,7 +21,7 @@ Quirks of the official code, kept so that converted weights give the same output
 Parameters the official forward never uses are not ported: every InstanceNorm in `convd`,
 the stride-2 down convs, the transposed convs `branch*_u` and `fuse*.conv`. At n_feats=32,
 n_resblocks=3 that leaves 2,981,525 of its 3,318,741 parameters. Initialisation follows
-PyTorch's defaults (kernels and biases U(+-1/sqrt(fan_in))).
+PyTorch's defaults (kernels and biases U(+-1/sqrt(fan_in)), models/layers.py).
 """
 
 from __future__ import annotations
@@ -33,22 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxderain.models import torch_layout
+from jaxderain.models.layers import torch_conv, torch_uniform
+
 # The official model works on 0-255 images (rgb_range 255).
 RGB_RANGE = 255.0
-
-
-def _torch_uniform(fan_in: int):
-  """PyTorch's default Conv2d/Linear initialiser (bias too): U(-1/sqrt(fan_in), +...)."""
-  bound = 1.0 / np.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-      key, shape, dtype, -bound, bound)
-
-
-def _conv(cin, cout, *, rngs, param_dtype, padding='SAME'):
-  """torch.nn.Conv2d(cin, cout, 3, 1, padding=1 ('SAME') or 0 ('VALID'))."""
-  init = _torch_uniform(9 * cin)
-  return nnx.Conv(cin, cout, (3, 3), padding=padding, kernel_init=init, bias_init=init,
-                  param_dtype=param_dtype, rngs=rngs)
 
 
 # Polyphase taps of a 3-tap stride-2 transposed conv: output 2m + p is the sum over the
@@ -64,10 +53,11 @@ class ConvTranspose2d(nnx.Module):
   one 2x2 conv with the four output phases as channels, then depth-to-space (2.25x fewer
   multiplies than a conv over the zero-dilated input, and faster on CPU).
   """
+  torch_kernel_kind = 'conv_transpose'  # its layout in models/torch_layout.py
 
   def __init__(self, cin, cout, *, rngs, param_dtype):
     # PyTorch takes fan_in from weight dim 1 (cout) for transposed convs.
-    init = _torch_uniform(9 * cout)
+    init = torch_uniform(9 * cout)
     self.kernel = nnx.Param(init(rngs.params(), (3, 3, cin, cout), param_dtype))
     self.bias = nnx.Param(init(rngs.params(), (cout,), param_dtype))
 
@@ -158,7 +148,7 @@ class ConvD(nnx.Module):
   """Official `convd` (stride 1): reflection pad 1, conv3x3, ReLU (its InstanceNorm is unused)."""
 
   def __init__(self, cin, cout, *, rngs, param_dtype):
-    self.conv = _conv(cin, cout, padding='VALID', rngs=rngs, param_dtype=param_dtype)
+    self.conv = torch_conv(cin, cout, padding='VALID', rngs=rngs, param_dtype=param_dtype)
 
   def __call__(self, x):
     return jax.nn.relu(self.conv(_reflect_pad(x)))
@@ -168,7 +158,7 @@ class SELayer(nnx.Module):
   """Squeeze-excitation, reduction 1: x * sigmoid(W2 relu(W1 mean_hw(x))), no biases."""
 
   def __init__(self, features, *, rngs, param_dtype):
-    init = _torch_uniform(features)
+    init = torch_uniform(features)
     self.fc = nnx.Sequential(
         nnx.Linear(features, features, use_bias=False, kernel_init=init,
                    param_dtype=param_dtype, rngs=rngs),
@@ -186,8 +176,8 @@ class RB(nnx.Module):
 
   def __init__(self, features, *, rngs, param_dtype):
     kw = dict(rngs=rngs, param_dtype=param_dtype)
-    self.module_body = nnx.Sequential(_conv(features, features, **kw), jax.nn.relu,
-                                      _conv(features, features, **kw), jax.nn.relu)
+    self.module_body = nnx.Sequential(torch_conv(features, features, **kw), jax.nn.relu,
+                                      torch_conv(features, features, **kw), jax.nn.relu)
     self.se = SELayer(features, **kw)
 
   def __call__(self, x):
@@ -200,7 +190,7 @@ class RIR(nnx.Module):
   def __init__(self, features, n_blocks, *, rngs, param_dtype):
     kw = dict(rngs=rngs, param_dtype=param_dtype)
     self.module_body = nnx.Sequential(*[RB(features, **kw) for _ in range(n_blocks)],
-                                      _conv(features, features, **kw))
+                                      torch_conv(features, features, **kw))
 
   def __call__(self, x):
     return jax.nn.relu(x + self.module_body(x))
@@ -246,10 +236,10 @@ class PriorSp(nnx.Module):
 
   def __init__(self, features, *, rngs, param_dtype):
     kw = dict(rngs=rngs, param_dtype=param_dtype)
-    self.query_conv = _conv(features, features, **kw)
-    self.key_conv = _conv(features, features, **kw)
-    self.gamma1 = _conv(2 * features, 2, **kw)
-    self.gamma2 = _conv(2 * features, 2, **kw)
+    self.query_conv = torch_conv(features, features, **kw)
+    self.key_conv = torch_conv(features, features, **kw)
+    self.gamma1 = torch_conv(2 * features, 2, **kw)
+    self.gamma2 = torch_conv(2 * features, 2, **kw)
 
   def __call__(self, x, prior):
     attention = jax.nn.sigmoid(self.query_conv(x) * self.key_conv(prior))
@@ -325,9 +315,9 @@ class SPDNet(nnx.Module):
     self.ag2 = ConvD(3 * c, c, **kw)
     self.ag2_en = ConvD(2 * c, c, **kw)
     self.ag_en = ConvD(3 * c, c, **kw)
-    self.output1 = _conv(c, 3, **kw)
-    self.output2 = _conv(c, 3, **kw)
-    self.output3 = _conv(c, 3, **kw)
+    self.output1 = torch_conv(c, 3, **kw)
+    self.output2 = torch_conv(c, 3, **kw)
+    self.output3 = torch_conv(c, 3, **kw)
 
   def __call__(self, x):
     if min(x.shape[1:3]) < 5:
@@ -375,23 +365,10 @@ _UNUSED_KEYS = re.compile(
     r'|sub\d+\.DWT\.h[01]_(col|row)|sub\d+\.IDWT\.g[01]_(col|row))$')
 
 
-def _torch_params(model: nnx.Module) -> dict:
-  """Official key -> (nnx.Param, axes taking the torch array to the nnx layout)."""
-  params = {}
-  for path, module in nnx.iter_modules(model):
-    if isinstance(module, ConvTranspose2d):
-      axes = (2, 3, 0, 1)  # (in, out, kh, kw) -> (kh, kw, in, out)
-    elif isinstance(module, nnx.Conv):
-      axes = (2, 3, 1, 0)  # OIHW -> HWIO
-    elif isinstance(module, nnx.Linear):
-      axes = (1, 0)  # (out, in) -> (in, out)
-    else:
-      continue
-    prefix = '.'.join(str(p) for p in path if p != 'layers')  # nnx.Sequential's list
-    params[f'{prefix}.weight'] = (module.kernel, axes)
-    if module.bias is not None:
-      params[f'{prefix}.bias'] = (module.bias, (0,))
-  return params
+def _torch_layout(model: nnx.Module) -> dict[str, torch_layout.Entry]:
+  """Official key -> Entry (models/torch_layout.py); nnx.Sequential's 'layers' is not in
+  the official names."""
+  return torch_layout.layout_of(model, drop=('layers',))
 
 
 def convert_torch_state(state_dict: dict[str, np.ndarray], model: SPDNet) -> None:
@@ -400,25 +377,9 @@ def convert_torch_state(state_dict: dict[str, np.ndarray], model: SPDNet) -> Non
   Conv weights OIHW -> HWIO, transposed-conv weights (in, out, kh, kw) -> (kh, kw, in, out),
   SE linear weights (out, in) -> (in, out), cast to the model's parameter dtype. Keys of
   parameters the official forward never uses are ignored. Every parameter is set, so the
-  model may be abstract (`nnx.eval_shape(lambda: SPDNet(...))`). Raises ValueError naming
-  every missing or unexpected key and shape mismatch; the model is unchanged then.
+  model may be abstract (`nnx.eval_shape(lambda: SPDNet(...))`). Raises CheckpointError
+  naming the missing and unexpected keys and the shape mismatches (a few of each); the
+  model is unchanged then.
   """
-  params = _torch_params(model)
-  missing = sorted(set(params) - set(state_dict))
-  unexpected = sorted(k for k in state_dict if k not in params and not _UNUSED_KEYS.match(k))
-  converted, mismatched = {}, []
-  for key, (param, axes) in params.items():
-    if key not in state_dict:
-      continue
-    array = np.asarray(state_dict[key])
-    expected = tuple(param.shape[i] for i in np.argsort(axes))
-    if array.shape != expected:
-      mismatched.append(f'{key}: {array.shape}, expected {expected}')
-      continue
-    converted[key] = jnp.asarray(np.transpose(array, axes), param.dtype)
-  if missing or unexpected or mismatched:
-    raise ValueError('Cannot load the SPDNet state_dict: '
-                     f'missing keys {missing}, unexpected keys {unexpected}, '
-                     f'shape mismatches {mismatched}.')
-  for key, value in converted.items():
-    params[key][0].set_value(value)
+  torch_layout.load_state_dict(state_dict, _torch_layout(model), 'SPDNet',
+                               ignore=lambda key: bool(_UNUSED_KEYS.match(key)))

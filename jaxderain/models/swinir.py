@@ -38,6 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxderain.models import torch_layout
+from jaxderain.models.layers import torch_conv
+
 # The official model's RGB mean (DIV2K), subtracted before conv_first for 3 channels.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # The official masked-logit value for token pairs from different shifted regions.
@@ -50,18 +53,6 @@ def _linear(in_features: int, out_features: int, *, use_bias: bool = True,
   """nnx.Linear with the official init: kernel N(0, 0.02), zero bias."""
   return nnx.Linear(in_features, out_features, use_bias=use_bias,
                     kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
-
-
-def _conv3x3(in_features: int, out_features: int, *, rngs: nnx.Rngs) -> nnx.Conv:
-  """3x3 'SAME' conv with PyTorch's default init: weight and bias U(+-1/sqrt(fan_in))."""
-  bound = 1.0 / math.sqrt(9 * in_features)
-
-  def bias_init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-  return nnx.Conv(in_features, out_features, (3, 3),
-                  kernel_init=nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform'),
-                  bias_init=bias_init, rngs=rngs)
 
 
 def _layer_norm(features: int, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -127,7 +118,7 @@ class WindowAttention(nnx.Module):
     self.num_heads = num_heads
     self.scale = (dim // num_heads)**-0.5
     self.relative_position_bias_table = nnx.Param(nnx.initializers.normal(0.02)(
-        rngs.params(), ((2 * window_size - 1)**2, num_heads)))
+        rngs.params(), ((2 * window_size - 1)**2, num_heads), jnp.float32))
     self.qkv = _linear(dim, 3 * dim, use_bias=qkv_bias, rngs=rngs)
     self.proj = _linear(dim, dim, rngs=rngs)
 
@@ -219,7 +210,7 @@ class RSTB(nnx.Module):
                mlp_ratio: float, qkv_bias: bool, *, rngs: nnx.Rngs):
     self.residual_group = BasicLayer(dim, depth, num_heads, window_size, mlp_ratio,
                                      qkv_bias, rngs=rngs)
-    self.conv = _conv3x3(dim, dim, rngs=rngs)
+    self.conv = torch_conv(dim, dim, rngs=rngs)
 
   def __call__(self, x):
     return x + self.conv(self.residual_group(x))
@@ -250,14 +241,14 @@ class SwinIR(nnx.Module):
       raise ValueError(f'depths {tuple(depths)} and num_heads {tuple(num_heads)} must '
                        'have one entry per RSTB.')
     self.window_size = window_size
-    self.conv_first = _conv3x3(3, embed_dim, rngs=rngs)
+    self.conv_first = torch_conv(3, embed_dim, rngs=rngs)
     self.patch_embed = PatchEmbed(embed_dim, patch_norm, rngs=rngs)
     self.layers = nnx.List([
         RSTB(embed_dim, depth, heads, window_size, mlp_ratio, qkv_bias, rngs=rngs)
         for depth, heads in zip(depths, num_heads)])
     self.norm = _layer_norm(embed_dim, rngs=rngs)
-    self.conv_after_body = _conv3x3(embed_dim, embed_dim, rngs=rngs)
-    self.conv_last = _conv3x3(embed_dim, 3, rngs=rngs)
+    self.conv_after_body = torch_conv(embed_dim, embed_dim, rngs=rngs)
+    self.conv_last = torch_conv(embed_dim, 3, rngs=rngs)
 
   def __call__(self, x):
     height, width = x.shape[1:3]
@@ -275,56 +266,15 @@ class SwinIR(nnx.Module):
 _RECOMPUTED_BUFFERS = ('relative_position_index', 'attn_mask')
 
 
-def _torch_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-  """The official (PyTorch) shape of one of our parameters, from its name and shape."""
-  if leaf == 'kernel' and len(shape) == 4:
-    return (shape[3], shape[2], shape[0], shape[1])  # HWIO -> OIHW
-  if leaf == 'kernel':
-    return shape[::-1]  # (in, out) -> (out, in)
-  return shape
-
-
-def _from_torch_layout(leaf: str, value: np.ndarray) -> np.ndarray:
-  if leaf == 'kernel' and value.ndim == 4:
-    return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-  if leaf == 'kernel':
-    return value.T
-  return value
-
-
-def _torch_key(path) -> str:
-  """nnx path ('layers', 0, ..., 'kernel') -> official key 'layers.0....weight'."""
-  *parents, leaf = (str(part) for part in path)
-  return '.'.join(parents + [{'kernel': 'weight', 'scale': 'weight'}.get(leaf, leaf)])
-
-
 def convert_torch_state(state_dict: dict[str, np.ndarray], model: SwinIR) -> None:
   """Load an official SwinIR state_dict (numpy arrays, official keys, e.g. a checkpoint's
   'params' entry) into `model` in place.
 
-  Convs OIHW -> HWIO, Linear (out, in) -> (in, out), LayerNorm weight -> scale; the
-  relative_position_index and attn_mask buffers are ignored (recomputed). Raises
-  ValueError naming every missing or unexpected key and every shape mismatch, before
-  changing anything.
+  Convs OIHW -> HWIO, Linear (out, in) -> (in, out), LayerNorm weight -> scale
+  (models/torch_layout.py); the relative_position_index and attn_mask buffers are
+  ignored (recomputed). Raises CheckpointError naming the missing and unexpected keys
+  and the shape mismatches (a few of each), before changing anything.
   """
-  params = {_torch_key(path): (str(path[-1]), variable)
-            for path, variable in nnx.iter_graph(model) if isinstance(variable, nnx.Param)}
-  loaded = {key for key in state_dict if key.rsplit('.', 1)[-1] not in _RECOMPUTED_BUFFERS}
-  problems = []
-  if params.keys() - loaded:
-    problems.append(f'missing keys {sorted(params.keys() - loaded)}')
-  if loaded - params.keys():
-    problems.append(f'unexpected keys {sorted(loaded - params.keys())}')
-  values = {}
-  for key in sorted(params.keys() & loaded):
-    leaf, variable = params[key]
-    expected = _torch_shape(leaf, tuple(variable.shape))
-    value = np.asarray(state_dict[key], np.float32)
-    if value.shape != expected:
-      problems.append(f'{key} has shape {value.shape}, expected {expected}')
-    else:
-      values[key] = _from_torch_layout(leaf, value)
-  if problems:
-    raise ValueError('Cannot load the SwinIR state_dict: ' + '; '.join(problems) + '.')
-  for key, value in values.items():
-    params[key][1][...] = jnp.asarray(value)
+  torch_layout.load_state_dict(
+      state_dict, torch_layout.layout_of(model), 'SwinIR',
+      ignore=lambda key: key.rsplit('.', 1)[-1] in _RECOMPUTED_BUFFERS)

@@ -7,25 +7,21 @@
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
 
-import json
+from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
+
+import json  # pylint: disable=g-import-not-at-top
 import os
-import sys
 
-from jaxderain import cpu_flags
+import numpy as np
+from absl import flags
 
-cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
-
-import numpy as np  # pylint: disable=g-import-not-at-top
-from absl import app, flags
-
-from configs import grid as grid_config
-from jaxderain import console
-from jaxderain.data import ImageError, background_set, load_category
+from jaxderain.config_file import grid as grid_config
+from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import complexity, grids, sweep
-from jaxderain.train.loop import PREEMPTED_EXIT_CODE, Preempted
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRID_NAMES), 'Named grid.')
-_SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES), 'Scale of every point.')
+_SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES),
+                           'Scale of every point.')
 _SEEDS = flags.DEFINE_list('seeds', None, "Seeds (default: the grid's own).")
 _OUT = flags.DEFINE_string('out', None, 'Study folder (points/, report/).')
 _PRINT = flags.DEFINE_bool('print_commands', False, 'Print one command per point instead '
@@ -43,48 +39,39 @@ _PATCH_SIZE = flags.DEFINE_integer('patch_size', 64, 'Patch size for complexity.
 
 def _require_out():
   if not _OUT.value:
-    sys.exit('error: pass --out=DIR, the study folder.')
+    raise ConfigError('pass --out=DIR, the study folder.')
   return _OUT.value
 
 
 def main(argv):
-  console.quiet_library_logs()
   commands = ('run', 'report', 'complexity')
   if len(argv) != 2 or argv[1] not in commands:
-    sys.exit(f'error: name one command: {", ".join(commands)} (see the module docstring).')
+    raise ConfigError(f'name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
     if _SEEDS.value and not all(s.lstrip('-').isdigit() for s in _SEEDS.value):
-      sys.exit(f'error: --seeds must be integers separated by commas, e.g. --seeds=0,1; '
-               f'got {",".join(_SEEDS.value)}.')
+      raise ConfigError(f'--seeds must be integers separated by commas, e.g. --seeds=0,1; '
+                        f'got {",".join(_SEEDS.value)}.')
     seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
     points = grids.grid_points(_GRID.value, _SCALE.value, seeds)
     if _PRINT.value:
       print('\n'.join(sweep.commands(points, _require_out())))
       return
-    try:
-      summary = sweep.run(points, _require_out(), together=_TOGETHER.value)
-    except Preempted as stop:
-      print(f'jaxderain: {stop}', file=sys.stderr)
-      sys.exit(PREEMPTED_EXIT_CODE)
+    summary = sweep.run(points, _require_out(), together=_TOGETHER.value)
     print(json.dumps({**summary, 'failed': sorted(summary['failed'])}))
     if summary['failed']:
-      sys.exit(f'error: {len(summary["failed"])} point(s) failed; reasons in '
-               f'{_OUT.value}/failures.json. Rerun the same command to retry them.')
+      raise DataError(f'{len(summary["failed"])} point(s) failed; reasons in '
+                      f'{_OUT.value}/failures.json. Rerun the same command to retry them.')
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
-    sys.exit(report.cli(_require_out()))
+    report.cli(_require_out())
   else:
     for name in _CATEGORIES.value:
-      try:
-        category = load_category(name, _DATA_DIR.value or None)
-        patches = background_set(category.train, _PATCHES.value, _PATCH_SIZE.value, 0)
-      except ImageError as error:
-        sys.exit(f'error: {error}')
-      values = np.asarray(complexity.complexity(patches.astype(np.float32) / 255.0))
+      values = complexity.category_complexity(name, _DATA_DIR.value, _PATCHES.value,
+                                              _PATCH_SIZE.value)
       print(json.dumps({'category': name, 'patches': len(values),
                         'patch_size': _PATCH_SIZE.value, 'mean': float(values.mean()),
                         'std': float(values.std()), 'median': float(np.median(values))}))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

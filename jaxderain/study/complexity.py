@@ -11,14 +11,27 @@ largest block that fits the image (the image is cropped to a multiple of 2^K).
 Images are float in [0, 1]; the result is in those units squared. A constant image has
 complexity 0, and adding a constant to every pixel leaves it unchanged (block averages
 keep the mean).
+
+A category's complexity is measured on fixed background patches of its training images
+(`category_complexity`, used by the `complexity` command); a study's report caches it per
+category in OUT/complexity.json (`cached_category_stats`), so it rebuilds without images.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import pathlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxderain.data.backgrounds import background_set, load_category
+from jaxderain.study.results import read_json
+
+CACHE_FILE = 'complexity.json'  # OUT/complexity.json: measured once, then reused
 
 
 def _block_average(images, block: int):
@@ -60,3 +73,35 @@ def complexity(images, num_scales: int | None = None):
                      f'{height}x{width}.')
   cropped = images[:, :height - height % block, :width - width % block]
   return scale_terms(cropped, num_scales).sum(axis=1)
+
+
+def category_complexity(category: str, data_dir: str | None = None, num_patches: int = 256,
+                        patch_size: int = 64) -> np.ndarray:
+  """Complexity of a category's fixed (seed 0) background patches: (num_patches,)."""
+  images = load_category(category, data_dir or None).train
+  patches = background_set(images, num_patches, patch_size, 0)
+  return np.asarray(complexity(patches.astype(np.float32) / 255.0))
+
+
+def cached_category_stats(out_dir, sources: dict[str, tuple[str, str | None]]
+                          ) -> tuple[dict[str, dict], dict[str, str]]:
+  """({name: mean, std, patches}, {name: why it was skipped}) for every category of
+  `sources` ({name: (category, data_dir)}) and those cached before. Read from and added
+  to OUT/complexity.json, so a category measured once needs no images again."""
+  cache_file = pathlib.Path(out_dir) / CACHE_FILE
+  stats = read_json(cache_file) if cache_file.is_file() else {}
+  skipped = {}
+  for name, (category, data_dir) in sorted(sources.items()):
+    if name in stats:
+      continue
+    try:
+      values = category_complexity(category, data_dir)
+    except (ValueError, OSError) as error:  # ImageError is a ValueError
+      logging.warning('Complexity: skipping category %s: %s', name, error)
+      skipped[name] = str(error)
+      continue
+    stats[name] = {'mean': float(values.mean()), 'std': float(values.std()),
+                   'patches': len(values)}
+  if stats:
+    cache_file.write_text(json.dumps(stats, indent=1, sort_keys=True))
+  return stats, skipped

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from jaxderain.errors import ConfigError
+from jaxderain.rain import RAIN_RANGES
+
 NUM_PATCHES = (8, 16, 32, 64, 128, 256, 512, 1024, 30000)
 # The paper's categories; `natural` stands in for DIV2K where DIV2K is not prepared.
 CATEGORIES = ('celeba', 'natural', 'manga109', 'urban100')
 FAMILIES = ('resnet', 'unet', 'swinir')
-RAIN_RANGES = ('small', 'medium', 'large')
 # Table 2's objectives: (N, rain range).
 TABLE2_OBJECTIVES = ((30000, 'medium'), (64, 'medium'), (512, 'large'), (256, 'large'),
                      (128, 'large'))
@@ -85,7 +87,7 @@ def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
         points.setdefault(point.name, point)
     return list(points.values())
   if name not in GRIDS:
-    raise ValueError(f'Unknown grid {name!r}: choose one of {", ".join(GRID_NAMES)}.')
+    raise ConfigError(f'Unknown grid {name!r}: choose one of {", ".join(GRID_NAMES)}.')
   args, default_seeds, overrides = GRIDS[name]
   return [Point(f'{arg},scale={scale},seed={seed}', overrides)
           for arg in args() for seed in (seeds or default_seeds)]

@@ -28,11 +28,11 @@ import time
 
 import jax
 
-from configs import grid as grid_config
 from jaxderain import experiment
-from jaxderain.data import ImageError
+from jaxderain.config_file import grid as grid_config
+from jaxderain.errors import ConfigError, UserError
 from jaxderain.study.grids import Point
-from jaxderain.train.loop import NonFiniteError
+from jaxderain.workdir import latest_step
 
 # Every study point evaluates its last three checkpoints, saved at 80, 90 and 100% of
 # training, so metrics are means over the end of training rather than one checkpoint.
@@ -83,10 +83,10 @@ def groups(points: list[Point], out, together: int) -> list[list[Point]]:
   for point in points:
     try:
       key = experiment.together_key(point_config(point))
-    except ValueError:  # reported when the point runs alone
+    except ConfigError:  # a bad grid point: reported when it runs alone
       alone.append([point])
       continue
-    if experiment.latest_step(pathlib.Path(out) / 'points' / point.name) is not None:
+    if latest_step(pathlib.Path(out) / 'points' / point.name) is not None:
       alone.append([point])
     else:
       compatible.setdefault(key, []).append(point)
@@ -96,13 +96,13 @@ def groups(points: list[Point], out, together: int) -> list[list[Point]]:
 
 def train_group(group: list[Point], out) -> float:
   """Train a group of points together (experiment.train_together); returns the seconds
-  it took. If it fails, a warning says why and its points then train one by one,
-  resuming from the group's last checkpoints."""
+  it took. If it fails with a UserError, a warning says why and its points then train
+  one by one, resuming from the group's last checkpoints; any other error propagates."""
   start = time.time()
   try:
     experiment.train_together([point_config(p) for p in group],
                               [str(pathlib.Path(out) / 'points' / p.name) for p in group])
-  except (ValueError, ImageError, FileNotFoundError, NonFiniteError) as error:
+  except UserError as error:
     logging.warning('Training %s together failed (%s); training them one by one.',
                     ', '.join(p.name for p in group), error)
   return time.time() - start
@@ -111,8 +111,9 @@ def train_group(group: list[Point], out) -> float:
 def run(points: list[Point], out, together: int = 1) -> dict:
   """Train and evaluate every point not done yet; returns {'done', 'skipped', 'failed'}.
 
-  A point that cannot run (e.g. a category that is not available, a diverging loss) is
-  reported and the sweep goes on; its name and reason are in OUT/failures.json. SIGTERM
+  A point that cannot run (a UserError: e.g. a category that is not available, a
+  diverging loss) is reported and the sweep goes on; its name and reason are in
+  OUT/failures.json. Any other error is a bug: it stops the sweep with its traceback. SIGTERM
   checkpoints the running point(s) and raises loop.Preempted; rerunning resumes there.
   together: train up to this many compatible fresh points in one vmapped program (see
   `groups`); their done.json seconds include an equal share of the group's training."""
@@ -140,14 +141,14 @@ def run(points: list[Point], out, together: int = 1) -> dict:
 def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
                failures: dict) -> bool:
   """Train (or finish training) and evaluate one point, then write its done.json;
-  False, with the reason in `failures`, if it cannot run."""
+  False, with the reason in `failures`, if it cannot run (a UserError)."""
   workdir = out / 'points' / point.name
   point_start = time.time()
   try:
     config = point_config(point)
     experiment.train(config, str(workdir))
     results = experiment.evaluate(config, str(workdir))
-  except (ValueError, ImageError, FileNotFoundError, NonFiniteError) as error:
+  except UserError as error:
     failures[point.name] = str(error)
     logging.error('Point %s failed: %s', point.name, error)
     return False

@@ -9,7 +9,8 @@ PASSes if all pass. Removal is measured by `net_removal` (eval/metrics.py), whic
 rewards damage; the paper's E_R is reported beside it.
 
 Input rows: one per point and test set, with 'point', 'arch', 'category', 'rain_range',
-'num_patches', 'seed', 'testset' and the metrics (study/report.py's result_rows).
+'num_patches', 'seed', 'testset', 'converged' and the metrics (study/results.py's
+result_rows).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import math
 
 import numpy as np
 
-from jaxderain.rain import TRAINING_RANGES, shifts
+from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 from jaxderain.study import statistics
+from jaxderain.study.results import split_converged
 from jaxderain.study.statistics import FAIL, INCONCLUSIVE, NOT_RUN, PASS, Interval
 
-RAIN_RANGES = ('small', 'medium', 'large')
 REMOVAL = 'net_removal'  # the removal measure verdicts use
 MIN_LEVELS = 3  # values of N a trend (slope, collapse point) needs
 FEW_BACKGROUNDS = 512  # claim 5: objectives with N up to this vs the largest N
@@ -292,7 +293,8 @@ def distance_verdict(rows, excluded=(), axis: str = DISTANCE_AXIS) -> dict:
   model's net removal against the offset beyond its training range (offsets >= 0), and
   the difference of that slope between the fewest and the most backgrounds (> 0: the gap
   grows). Also the gap at every offset (inside the range too) with its interval, and
-  where the curves separate: the smallest offset whose gap interval lies above 0. The noise of slopes and of each set's values is pooled per arch and category."""
+  where the curves separate: the smallest offset whose gap interval lies above 0. The
+  noise of slopes and of each set's values is pooled per arch and category."""
   shifted = shifted_rows(rows, axis)
   beyond = collections.defaultdict(set)
   for row in shifted:
@@ -343,3 +345,22 @@ def distance_verdict(rows, excluded=(), axis: str = DISTANCE_AXIS) -> dict:
         gaps={f'{o:g}': [g.estimate, g.low, g.high] for o, g in gaps.items()}))
   return verdict('distance', tests, _scope(shifted), f'needs {MIN_LEVELS} {axis} offsets '
                  'at or beyond its training range and two values of N', excluded)
+
+
+def _gated(claim, rows) -> dict:
+  """`claim` on the converged points of `rows`; NOT CONVERGED when it cannot run without
+  the not-converged points but could with them."""
+  kept, excluded = split_converged(rows)
+  result = claim(kept, excluded)
+  if result['status'] == NOT_RUN and excluded and claim(rows)['tests']:
+    result['status'] = statistics.NOT_CONVERGED
+  return result
+
+
+def claim_verdicts(chosen: list[dict], stats: dict, rows: list[dict]) -> list[dict]:
+  """Claims 1-5 and the distance statement, in that order: claims 1, 2, 3 and 5 on the
+  chosen test rain's rows, claim 4 on category complexity `stats`, the distance statement
+  on the shifted rains among `rows`; each on converged points (`_gated`)."""
+  return [_gated(claim_falls, chosen), _gated(claim_collapse, chosen),
+          _gated(claim_flattens, chosen), claim_complexity(stats),
+          _gated(claim_tradeoff, chosen), _gated(distance_verdict, rows)]

@@ -20,8 +20,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxderain.workdir import ensure_writable
-from jaxderain.errors import first_line, CheckpointError, SaveError
+from jaxderain.errors import capped, first_line, CheckpointError, SaveError
 
 
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
@@ -133,8 +132,16 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
     raise CheckpointError(
         f'the checkpoint {folder} is incomplete ({", ".join(missing)} missing): delete that '
         f'folder to fall back to the previous checkpoint ({previous}), or retrain.')
+  legacy = (folder / 'default').is_dir()
+  mismatched = _dtype_mismatches(folder / ('default' if legacy else 'state'), abstract)
+  if mismatched:
+    raise CheckpointError(
+        f'the checkpoint {folder} holds arrays of other dtypes than this model: '
+        f'{capped(mismatched, "arrays")}. It was written with other dtypes (e.g. under '
+        'jax_enable_x64): convert or train it again without jax_enable_x64, or restore it '
+        'with the x64 setting it was written with.')
   try:
-    if (folder / 'default').is_dir():  # written before fingerprints: nothing to check
+    if legacy:  # written before fingerprints: nothing to check
       logging.warning('Checkpoint %s has no fingerprint; restoring it unchecked.', folder)
       return ocp.StandardCheckpointer().restore(folder / 'default', abstract)
     restored = manager.restore(step, args=ocp.args.Composite(
@@ -153,6 +160,36 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   return restored.state
 
 
+def _leaf_name(path) -> str:
+  """'params/conv/kernel' for a tree path (nnx.Variable's 'value' left out)."""
+  parts = [str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path]
+  return '/'.join(parts[:-1] if parts[-1:] == ['value'] else parts)
+
+
+def _dtype_mismatches(folder: pathlib.Path, abstract) -> list[str]:
+  """'params/conv/kernel (float64, expected float32)' for each array saved in the orbax
+  `folder` with another dtype than `abstract`'s; [] when its metadata cannot be read
+  (the restore reports that)."""
+  try:
+    saved = ocp.StandardCheckpointHandler().metadata(folder).tree
+  except Exception:  # pylint: disable=broad-except
+    return []
+  dtypes = {_leaf_name(path): getattr(leaf, 'dtype', None)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  mismatched = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = _leaf_name(path)
+    if dtypes.get(name) is None:  # not saved under this name: the restore reports it
+      continue
+    try:
+      saved_dtype, expected = np.dtype(dtypes[name]), np.dtype(leaf.dtype)
+    except TypeError:  # not a numpy dtype (e.g. a typed PRNG key)
+      continue
+    if saved_dtype != expected:
+      mismatched.append(f'{name} ({saved_dtype}, expected {expected})')
+  return mismatched
+
+
 def recorded_config(manager: ocp.CheckpointManager) -> dict | None:
   """The training config saved with the latest checkpoint; None when there is no
   checkpoint or it was saved without one."""
@@ -163,9 +200,3 @@ def recorded_config(manager: ocp.CheckpointManager) -> dict | None:
     return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
   except Exception:  # unreadable: the caller falls back to config.json; pylint: disable=broad-except
     return None
-
-
-def check_writable(workdir, state, keep: int | None) -> None:
-  """Fail before training if WORKDIR cannot hold `keep` + 1 checkpoints of `state`."""
-  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * ((keep or 3) + 1)
-  ensure_writable(pathlib.Path(workdir) / 'checkpoints', needed, 'the checkpoints')

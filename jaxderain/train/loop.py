@@ -10,6 +10,7 @@ import logging
 import pathlib
 import signal
 import threading
+import time
 from typing import Callable
 
 import jax
@@ -17,22 +18,9 @@ import numpy as np
 from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
+from jaxderain.errors import NonFiniteError, Preempted
 from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.step import TrainState, replicate
-from jaxderain.errors import NonFiniteError
-
-
-# A command stopped by SIGTERM exits with the shell's code for it, so schedulers requeue it.
-PREEMPTED_EXIT_CODE = 143
-
-
-class Preempted(Exception):
-  """SIGTERM arrived: the state was checkpointed at `step`; rerunning resumes there."""
-
-  def __init__(self, step: int, workdir: str):
-    super().__init__(f'stopped by SIGTERM at step {step}; a checkpoint of that step is in '
-                     f'{workdir}/checkpoints. Rerun the same command to resume.')
-    self.step = step
 
 
 @contextlib.contextmanager
@@ -82,6 +70,22 @@ def check_finite(logged: list[tuple[int, dict]], last_good: int | None) -> None:
           '--workdir.')
 
 
+class ProgressLine:
+  """The console's line per log interval: step, loss (one per model), steps/s, ETA."""
+
+  def __init__(self, step: int, total_steps: int):
+    self.total_steps = total_steps
+    self.last = (step, time.monotonic())
+
+  def report(self, step: int, losses: list[float]) -> None:
+    now = time.monotonic()
+    rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
+    self.last = (step, now)
+    eta = (self.total_steps - step) / rate if rate > 0 else 0.0
+    logging.info('step %d/%d  loss %s  %.1f steps/s  ETA %dm%02ds', step, self.total_steps,
+                 ' '.join(f'{loss:.5g}' for loss in losses), rate, eta // 60, eta % 60)
+
+
 def _train_until(state, run_step, *, workdirs: list[str], managers, writers, histories,
                  total_steps: int, log_every: int, checkpoint_every: int,
                  metrics_of: Callable, state_of: Callable, progress: Callable | None = None,
@@ -97,6 +101,7 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
   configs = configs or [None] * len(managers)
   last_saved = managers[0].latest_step()
   pending = []
+  clock = ProgressLine(step, total_steps)
   with stop_signal() as stopped, contextlib.ExitStack() as on_error:
     for manager in managers:
       on_error.enter_context(checkpoints.finish_saves_on_error(manager))
@@ -125,6 +130,7 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
           writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
           history.append({'step': step, **summary})
         pending = []
+        clock.report(step, [history[-1]['loss'] for history in histories])
       if save_now:
         for k, manager in enumerate(managers):
           checkpoints.save(manager, step, state_of(state, k), configs[k])

@@ -1,0 +1,97 @@
+"""What every command line shares: the fast CPU flag, a quiet console and one line for
+each bad input.
+
+Import this module before JAX (it sets XLA_FLAGS, see cpu_flags.py) and start the
+command with `cli.run(main)` instead of absl's app.run:
+- a bad flag (unknown, wrong type, a --config.FIELD that names no field, a bad grid
+  point) prints `error: <what and the fix>` and exits 1;
+- a UserError (jaxderain/errors.py) raised by `main` does the same;
+- Preempted (SIGTERM, checkpoint saved) exits 143, so schedulers requeue the command;
+- any other exception is a bug and keeps its traceback.
+The console shows the project's INFO lines and libraries' warnings; `--verbosity=1`
+brings every library's log back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from jaxderain import cpu_flags
+
+FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+
+
+def verbose_requested(argv=None) -> bool:
+  """Whether the command line asks for absl's full log (--verbosity / -v above 0)."""
+  for arg in (sys.argv if argv is None else argv)[1:]:
+    name, _, value = arg.lstrip('-').partition('=')
+    if name in ('v', 'verbosity') and value not in ('', '0', '-1'):
+      return True
+  return False
+
+
+if not verbose_requested():
+  # TensorFlow's start-up notices. TensorFlow only writes TensorBoard event files here;
+  # oneDNN changes nothing else (the models run in JAX).
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import functools
+
+from absl import app, flags
+
+from jaxderain import console
+from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, SaveError, UserError
+
+
+def _error_line(error: BaseException) -> str:
+  """absl's flag errors end with the useful line ('FATAL Flags parsing error: ...')."""
+  lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+  line = lines[-1] if lines else type(error).__name__
+  kind, separator, message = line.partition(': ')  # 'jaxderain.errors.ConfigError: ...'
+  return message if separator and kind.split('.')[-1].endswith('Error') else line
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with any bad flag reported as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    message = _error_line(error)
+  except UserError as error:  # raised by a config file while it is loaded
+    message = str(error)
+  except (AttributeError, KeyError) as error:  # --config.FIELD naming no field
+    message = (f'a --config.FIELD override names no field of the config ({error}); the '
+               'fields are listed in configs/grid.py.')
+  sys.exit(f'error: {message} (see --helpshort)')
+
+
+def run_main(main, argv):
+  """`main(argv)` with the handling of the module docstring (flags already parsed)."""
+  console.quiet_library_logs()
+  try:
+    return main(argv)
+  except Preempted as stop:
+    print(f'jaxderain: {stop}', file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
+  except SaveError as error:
+    # Writes of the failed save may still be in flight in tensorstore's threads; at
+    # interpreter shutdown they would echo the failure as tracebacks. Leave at once.
+    print(f'error: {error}', file=sys.stderr, flush=True)
+    os._exit(1)  # pylint: disable=protected-access
+  except UserError as error:
+    sys.exit(f'error: {error}')
+
+
+def run(main) -> None:
+  """Run `main(argv)` as a command line (absl's app.run with the handling above)."""
+  app.run(functools.partial(run_main, main), flags_parser=parse_flags)
+
+
+def no_arguments(argv: list[str]) -> None:
+  """Refuse positional arguments of a command that takes flags only."""
+  if len(argv) > 1:
+    raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}: this command takes '
+                      '--flags only (see --helpshort).')

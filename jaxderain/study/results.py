@@ -1,0 +1,191 @@
+"""Reading a sweep's results: its points, one row per point and test set, the test rain,
+the convergence gate and seed statistics per curve.
+
+A sweep's folder OUT holds OUT/points/<name>/config.json, done.json and
+eval/<testset>.json. Choices:
+- Metrics are a run's `recent` means (the last few checkpoints' evaluations) when its JSON
+  has them, else the final checkpoint's values.
+- One kind of test rain for every point: Rain100L's layers on held-out backgrounds
+  (`<category>_rain100L`) when every evaluated point has them, else the built-in unseen
+  rain (`<category>_unseen`), so that all curves compare the same rain.
+- A point whose `<category>_train` PSNR does not beat the identity's failed the
+  convergence gate (`converged` False); a point without that set is unchecked (None).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import pathlib
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
+from jaxderain.errors import NotFoundError
+from jaxderain.eval.metrics import METRIC_KEYS
+
+FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'scale',
+          'testset', 'step', *METRIC_KEYS, 'identity_psnr', 'identity_E_B', 'perfect_E_R',
+          'converged')
+TEST_RAINS = (RAIN100L, UNSEEN)  # the test rains a report can use, preferred first
+
+
+@dataclasses.dataclass
+class PointResult:
+  """One grid point's workdir: its config and its eval JSONs by test set name."""
+  name: str
+  path: pathlib.Path
+  config: dict
+  evals: dict[str, dict]
+  seconds: float | None = None  # training + eval wall time, from the sweep's done.json
+  machine: dict = dataclasses.field(default_factory=dict)  # where it ran, from done.json
+  unreadable: list[str] = dataclasses.field(default_factory=list)  # eval files left out
+
+  @property
+  def category(self) -> str:
+    return short_category(self.config.get('category', ''))
+
+  @property
+  def converged(self) -> bool | None:
+    """Whether the train set's PSNR beats the identity's; None without that set."""
+    result = self.evals.get(set_name(self.category, TRAIN))
+    if result is None:
+      return None
+    psnr, identity_psnr = gate_psnrs(result)
+    return psnr > identity_psnr
+
+  def gate(self) -> dict:
+    """{'point', 'psnr', 'identity_psnr'} of the train set."""
+    psnr, identity_psnr = gate_psnrs(self.evals[set_name(self.category, TRAIN)])
+    return {'point': self.name, 'psnr': psnr, 'identity_psnr': identity_psnr}
+
+
+def gate_psnrs(result: dict) -> tuple[float, float]:
+  """(model, identity) mean PSNR on a train set for the convergence gate. Where a fresh
+  rain draw left an image without rain, the identity's PSNR there (and so its mean) is
+  infinite; the gate then compares the last checkpoint over the images that have rain."""
+  identity = result['reference']['identity']['psnr']
+  rows = [r for r in result.get('per_image', []) if math.isfinite(r['identity_psnr'])]
+  if math.isfinite(identity) or not rows:
+    return _metrics(result)['psnr'], identity
+  return (float(np.mean([r['psnr'] for r in rows])),
+          float(np.mean([r['identity_psnr'] for r in rows])))
+
+
+def read_json(path: pathlib.Path):
+  """A JSON file's content; ValueError naming the file when it cannot be read."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as error:  # e.g. a file the sweep is still writing
+    raise ValueError(f'unreadable {path.parent.name}/{path.name} ({error})') from None
+
+
+def load_points(out_dir) -> tuple[list[PointResult], list[dict]]:
+  """Evaluated points of OUT/points, and the others as {'point', 'reason'}. An
+  unreadable eval file (e.g. cut short) is left out of its point, which keeps its other
+  results and names the file in `unreadable`."""
+  folder = pathlib.Path(out_dir) / 'points'
+  if not folder.is_dir():
+    raise NotFoundError(f'{folder} does not exist: pass the --out folder of a study '
+                            'sweep (it holds points/<name>/config.json).')
+  points, not_run = [], []
+  for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+    if not (path / 'config.json').is_file():
+      not_run.append({'point': path.name, 'reason': 'no config.json'})
+      continue
+    try:
+      config = read_json(path / 'config.json')
+      done = read_json(path / 'done.json') if (path / 'done.json').is_file() else {}
+    except ValueError as error:
+      not_run.append({'point': path.name, 'reason': str(error)})
+      continue
+    evals, unreadable = {}, []
+    for file in sorted((path / 'eval').glob('*.json')):
+      try:
+        evals[file.stem] = read_json(file)
+      except ValueError as error:
+        unreadable.append(str(error).removeprefix('unreadable '))
+    machine = {k: v for k, v in done.items() if k not in ('arg', 'seconds', 'results')}
+    if evals:
+      points.append(PointResult(path.name, path, config, evals, done.get('seconds'),
+                                machine, unreadable))
+    else:
+      reason = 'no eval results' + (f' (unreadable: {"; ".join(unreadable)})'
+                                    if unreadable else '')
+      not_run.append({'point': path.name, 'reason': reason})
+  return points, not_run
+
+
+def _metrics(result: dict) -> dict:
+  """The metrics of one eval JSON: its `recent` means when present."""
+  recent = result.get('recent') or {}
+  return {k: recent.get(k, result.get(k)) for k in METRIC_KEYS}
+
+
+def result_rows(points: list[PointResult]) -> list[dict]:
+  """One row (FIELDS) per point and test set."""
+  rows = []
+  for point in points:
+    config, converged = point.config, point.converged
+    for testset, result in sorted(point.evals.items()):
+      reference = result.get('reference', {})
+      rows.append({
+          'point': point.name, 'arch': config.get('arch'), 'category': point.category,
+          'rain_range': config.get('rain_range'), 'num_patches': config.get('num_patches'),
+          'seed': config.get('seed'), 'scale': config.get('scale'), 'testset': testset,
+          'step': result.get('step'), **_metrics(result),
+          'identity_psnr': reference.get('identity', {}).get('psnr'),
+          'identity_E_B': reference.get('identity', {}).get('E_B'),
+          'perfect_E_R': reference.get('perfect', {}).get('E_R'),
+          'converged': converged})
+  return rows
+
+
+def choose_test_rain(points: list[PointResult]) -> str:
+  """RAIN100L when every point has `<category>_rain100L`, else UNSEEN."""
+  if points and all(set_name(p.category, RAIN100L) in p.evals for p in points):
+    return RAIN100L
+  return UNSEEN
+
+
+def split_converged(rows: list[dict]) -> tuple[list[dict], list[str]]:
+  """(rows of points that passed or lack the gate, sorted names of those that failed)."""
+  kept = [r for r in rows if r['converged'] is not False]
+  return kept, sorted({r['point'] for r in rows if r['converged'] is False})
+
+
+class Level(NamedTuple):
+  """A metric at one N, over seeds."""
+  n: int
+  mean: float
+  low: float
+  high: float
+  seeds: int
+
+
+def curves(rows: list[dict], metric: str, keys=('arch', 'category', 'rain_range')):
+  """{key values: [Level] by ascending N}: the metric's seed statistics per group."""
+  values = collections.defaultdict(lambda: collections.defaultdict(list))
+  for row in rows:
+    value = row[metric]
+    if value is not None and math.isfinite(value):
+      values[tuple(row[k] for k in keys)][row['num_patches']].append(value)
+  return {key: [Level(n, float(np.mean(v)), min(v), max(v), len(v))
+                for n, v in sorted(by_n.items())]
+          for key, by_n in sorted(values.items())}
+
+
+def reference_range(rows: list[dict]) -> str:
+  """medium when present, else the most common rain range of the rows."""
+  counts = collections.Counter(r['rain_range'] for r in rows)
+  if 'medium' in counts or not counts:
+    return 'medium'
+  return counts.most_common(1)[0][0]
+
+
+def order_key(value, order=()) -> tuple:
+  """Sort key: position in `order` first, then by name."""
+  return (order.index(value) if value in order else len(order), str(value))

@@ -1,0 +1,115 @@
+"""Every command line gives one line, `error: <problem and fix>`, for each bad input.
+
+Each command's cases run in one process (tests/cli_cases.py) through the command's own
+flag parsing and main, as `cli.run` runs them."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMOKE = 'configs/grid.py:resnet,medium,8,scale=smoke'
+
+
+def cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict[str, list[tuple[list, str]]]:
+  """Per command: (arguments, a part of the one line it must print)."""
+  empty, no_config = tmp / 'empty', tmp / 'no_config'
+  return {
+      'launch': [
+          (['--bogus'], "Unknown command line flag 'bogus'"),
+          ([f'--config={SMOKE}', f'--workdir={tmp / "w"}', 'extra'],
+           'unexpected arguments extra'),
+          (['--config=configs/grid.py:resnet,heavy,64', '--workdir=W'],
+           "unknown rain range 'heavy'"),
+          (['--config=configs/grid.py:resnet,medium,64', '--workdir=W', '--config.bogus=1'],
+           'bogus'),
+          ([f'--config={SMOKE},category=/no/such', f'--workdir={tmp / "w"}'],
+           "Unknown background category '/no/such'"),
+          ([f'--config={SMOKE}', f'--workdir={tmp / "w"}', '--mode=eval'],
+           'No checkpoint in'),
+          (['--config=configs/grid.py:unet,medium,8,scale=smoke', f'--workdir={trained}',
+            '--mode=eval'], 'was trained with a different config (arch: resnet -> unet'),
+      ],
+      'jaxderain.convert': [
+          (['--bogus'], "Unknown command line flag 'bogus'"),
+          (['--config=configs/grid.py:spdnet,medium', f'--torch={tmp / "w.pt"}',
+            f'--workdir={tmp / "c"}'], 'it needs ARCH,RAIN_RANGE,N first'),
+          (['--config=configs/grid.py:spdnet,medium,8,scale=smoke', '--torch=/no/such.pt',
+            f'--workdir={tmp / "c"}'], '/no/such.pt is not a file'),
+          ([f'--config={SMOKE}', f'--torch={tmp / "w.pt"}', f'--workdir={tmp / "c"}'],
+           "There is no PyTorch converter for 'resnet'"),
+          (['--config=configs/grid.py:spdnet,medium,8,scale=smoke', f'--torch={tmp / "w.pt"}',
+            f'--workdir={tmp / "c"}'], 'PyTorch'),  # not a state_dict, or torch missing
+      ],
+      'jaxderain.derain': [
+          (['--bogus'], "Unknown command line flag 'bogus'"),
+          ([f'--workdir={trained}', '--input=/no/such.png', f'--output={tmp / "o"}'],
+           '/no/such.png does not exist'),
+          ([f'--workdir={trained}', f'--input={empty}', f'--output={tmp / "o"}'],
+           'holds no image files'),
+          ([f'--workdir={no_config}', f'--input={tmp / "a.png"}', f'--output={tmp / "o"}'],
+           'config.json does not exist'),
+          ([f'--workdir={trained}', f'--input={tmp / "a.png"}', f'--output={tmp / "o"}',
+            '--tile=33'], '--tile must be a positive multiple of 32'),
+      ],
+      'jaxderain.study': [
+          (['run', '--bogus'], "Unknown command line flag 'bogus'"),
+          ([], 'name one command: run, report, complexity'),
+          (['run', '--grid=nope', f'--out={tmp / "s"}'], 'value should be one of'),
+          (['run', '--seeds=a,b', f'--out={tmp / "s"}'], '--seeds must be integers'),
+          (['report'], 'pass --out=DIR'),
+          (['report', f'--out={empty}'], 'points does not exist'),
+          (['complexity', f'--categories={empty}'], 'holds no image files'),
+      ],
+      'jaxderain.data.prepare': [
+          (['--bogus'], "Unknown command line flag 'bogus'"),
+          ([], 'pass exactly one of --category=NAME or --paired=NAME'),
+          (['--category=urban100', f'--manual_dir={empty}', f'--data_dir={tmp / "d"}'],
+           'holds no image files'),
+      ],
+      'jaxderain.data.show': [
+          (['--bogus', f'--out={tmp / "x.png"}'], "Unknown command line flag 'bogus'"),
+          (['--what=backgrounds', '--categories=/no/such', f'--out={tmp / "x.png"}'],
+           "Unknown background category '/no/such'"),
+          (['--what=backgrounds', f'--categories={empty}', f'--out={tmp / "x.png"}'],
+           'holds no image files'),
+      ],
+      'jaxderain.models': [
+          (['--bogus'], "Unknown command line flag 'bogus'"),
+          (['--arch=foo'], "Unknown arch 'foo'"),
+      ],
+  }
+
+
+@pytest.fixture(scope='module')
+def table(tmp_path_factory, smoke_workdir):
+  tmp = tmp_path_factory.mktemp('cli')
+  (tmp / 'empty').mkdir()
+  (tmp / 'no_config').mkdir()
+  (tmp / 'w.pt').write_bytes(b'not a checkpoint')
+  Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp / 'a.png')
+  return tmp, cases(tmp, smoke_workdir)
+
+
+COMMANDS = ('launch', 'jaxderain.convert', 'jaxderain.derain', 'jaxderain.study',
+            'jaxderain.data.prepare', 'jaxderain.data.show', 'jaxderain.models')
+
+
+@pytest.mark.parametrize('command', COMMANDS)
+def test_each_bad_input_is_one_line_naming_it(table, command):
+  tmp, all_cases = table
+  arguments = [args for args, _ in all_cases[command]]
+  result = subprocess.run([sys.executable, 'tests/cli_cases.py', command,
+                           json.dumps(arguments)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  for (args, expected), outcome in zip(all_cases[command], json.loads(result.stdout)):
+    lines = outcome['stderr'].strip().splitlines()
+    assert outcome['code'] == 1 and len(lines) == 1, (args, outcome)
+    assert lines[0].startswith('error: ') and expected in lines[0], (args, lines[0])
+  assert not (tmp / 'w').exists() and not (tmp / 'c').exists()  # nothing left behind
