@@ -23,7 +23,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxderain import experiment, models
-from jaxderain.errors import (CheckpointError, ConfigError, NotFoundError, UserError,
+from jaxderain.errors import (CheckpointError, ConfigError, MissingPackage, NotFoundError,
                               WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints
 
@@ -38,10 +38,6 @@ flags.mark_flags_as_required(['config', 'torch', 'workdir'])
 _NESTED = ('params_ema', 'params', 'state_dict', 'model')
 
 
-class TorchMissing(UserError, ImportError):
-  """PyTorch, which reading a .pt file needs, is not installed."""
-
-
 def read_state_dict(path) -> dict[str, np.ndarray]:
   """A PyTorch checkpoint's tensors as float/int numpy arrays, 'module.' prefixes
   (DataParallel) removed, nested state_dicts unwrapped. Raises CheckpointError, one line
@@ -52,7 +48,7 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise TorchMissing('Converting needs PyTorch: pip install torch (CPU is enough).') from None
+    raise MissingPackage('Converting needs PyTorch: pip install torch (CPU is enough).') from None
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as error:  # pylint: disable=broad-except

@@ -31,6 +31,10 @@ class NotFoundError(UserError, FileNotFoundError):
   """A file or folder the command needs is missing (a checkpoint, a config, an input)."""
 
 
+class MissingPackage(UserError, ImportError):
+  """An optional package a command needs is not installed (e.g. torch for converting)."""
+
+
 class CheckpointError(UserError, ValueError):
   """A checkpoint that cannot be written or restored; the message names it and the fix."""
 

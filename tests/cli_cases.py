@@ -4,7 +4,8 @@
 
 MODULE is launch (launch.py) or a module (jaxderain.derain). Each list goes through the
 command's own flag parsing and main, as `cli.run` does; prints a JSON list of
-{"code": exit code, "stderr": what the command wrote to stderr}.
+{"code": exit code, "stdout", "stderr": what the command printed and logged (warnings)}.
+One process for many runs saves each run's start-up (importing JAX and TensorFlow).
 """
 
 import contextlib
@@ -17,13 +18,19 @@ import sys
 from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
 
 from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import logging as absl_logging
 
 
 def run_case(main, argv: list[str]) -> dict:
   flags.FLAGS.unparse_flags()
-  stderr = io.StringIO()
+  for name in [n for n in flags.FLAGS if n.startswith('config.')]:
+    delattr(flags.FLAGS, name)  # a config file's override flags: defined anew per parse
+  sys.argv = ['command', *argv]  # where ml_collections looks for --config.FIELD overrides
+  stderr, stdout = io.StringIO(), io.StringIO()
   code = 0
-  with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+  console = absl_logging.get_absl_handler().python_handler
+  console.stream = stderr  # the log lines a user sees on stderr
+  with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
     try:
       cli.run_main(main, cli.parse_flags(['command', *argv]))
     except SystemExit as stop:
@@ -35,11 +42,13 @@ def run_case(main, argv: list[str]) -> dict:
     except Exception as error:  # pylint: disable=broad-except
       print(f'Traceback: {type(error).__name__}: {error}', file=sys.stderr)
       code = 'traceback'
-  return {'code': code, 'stderr': stderr.getvalue()}
+  return {'code': code, 'stdout': stdout.getvalue(), 'stderr': stderr.getvalue()}
 
 
 def main():
   module, cases = sys.argv[1], json.loads(sys.argv[2])
+  absl_logging.use_absl_handler()
+
   if module == 'launch':
     entry = runpy.run_path('launch.py', run_name='launch')['main']
   else:  # a module, or a package run as `python -m PACKAGE`

@@ -1,5 +1,6 @@
 """Shared fixtures. The fast XLA CPU flag is applied as launch.py applies it."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -36,3 +37,14 @@ def smoke_workdir(tmp_path_factory):
                           timeout=900, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return folder
+
+
+def run_commands(command: str, *argvs: list[str]) -> list[subprocess.CompletedProcess]:
+  """Run a command line (launch, or a module such as jaxderain.derain) once per argument
+  list, all in one child process (tests/cli_cases.py); returns what each run gave."""
+  child = subprocess.run([sys.executable, 'tests/cli_cases.py', command,
+                          json.dumps([list(argv) for argv in argvs])], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900, check=False)
+  assert child.returncode == 0, child.stderr[-3000:]
+  return [subprocess.CompletedProcess(argv, run['code'], run['stdout'], run['stderr'])
+          for argv, run in zip(argvs, json.loads(child.stdout.strip().splitlines()[-1]))]

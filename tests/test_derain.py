@@ -18,6 +18,7 @@ import pytest
 import skimage
 from PIL import Image
 
+from conftest import run_commands
 from jaxderain import workdir as workdir_lock
 from jaxderain.data import ImageError, images
 from jaxderain.eval import photos, tiles
@@ -33,8 +34,12 @@ def workdir(smoke_workdir):
 
 
 def derain(*args):
-  return subprocess.run([sys.executable, '-m', 'jaxderain.derain', *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=600, check=False)
+  return derain_runs(args)[0]
+
+
+def derain_runs(*argvs):
+  """Several derain command lines, run in one process."""
+  return run_commands('jaxderain.derain', *argvs)
 
 
 def error_lines(result) -> list[str]:
@@ -109,14 +114,13 @@ def test_an_existing_output_is_refused_before_any_work_and_replaced_with_overwri
   target.parent.mkdir()
   target.write_bytes(b"the user's own file")
   # A workdir that does not exist: refusing first shows the model was never restored.
-  refused = derain(f'--workdir={tmp_path / "nowhere"}', f'--input={source}',
-                   f'--output={target.parent}')
+  refused, replaced = derain_runs(
+      [f'--workdir={tmp_path / "nowhere"}', f'--input={source}', f'--output={target.parent}'],
+      [f'--workdir={workdir}', f'--input={source}', f'--output={target.parent}',
+       '--overwrite', *SMALL_TILES])
   lines = error_lines(refused)
   assert refused.returncode != 0 and len(lines) == 1, refused.stderr[-3000:]
   assert str(target) in lines[0] and '--overwrite' in lines[0]
-  assert target.read_bytes() == b"the user's own file"
-  replaced = derain(f'--workdir={workdir}', f'--input={source}', f'--output={target.parent}',
-                    '--overwrite', *SMALL_TILES)
   assert replaced.returncode == 0, replaced.stderr[-3000:]
   assert Image.open(target).size == (64, 48)
   assert [p.name for p in target.parent.iterdir()] == ['photo.png']  # no probe or partial
@@ -136,12 +140,13 @@ def test_an_unusable_output_folder_is_one_line_before_any_work(tmp_path):
   if pathlib.Path('/proc/self').is_dir():  # a folder that takes no new file, even from root
     unusable.append(pathlib.Path('/proc/self'))
   nowhere = f'--workdir={tmp_path / "nowhere"}'  # reached only once the checks pass
-  for output in unusable:
-    result = derain(nowhere, f'--input={source}', f'--output={output}')
+  *results, usable = derain_runs(
+      *[[nowhere, f'--input={source}', f'--output={output}'] for output in unusable],
+      [nowhere, f'--input={source}', f'--output={tmp_path / "new" / "out"}'])
+  for output, result in zip(unusable, results):
     lines = error_lines(result)
     assert result.returncode != 0 and len(lines) == 1, result.stderr[-3000:]
     assert f'{output} is not writable' in lines[0] and 'pass a --output' in lines[0]
-  usable = derain(nowhere, f'--input={source}', f'--output={tmp_path / "new" / "out"}')
   assert 'config.json does not exist' in usable.stderr
   assert list((tmp_path / 'new' / 'out').iterdir()) == []  # the probe file is gone
 
@@ -167,18 +172,19 @@ def test_an_animated_image_is_skipped_by_name_and_frame_count_and_strict_stops(
   frames[0].save(tmp_path / 'moving.gif', save_all=True, append_images=frames[1:])
   animated = (folder / 'moving.png', tmp_path / 'moving.gif')
   assert [Image.open(path).n_frames for path in animated] == [3, 3]
-  result = derain(f'--workdir={workdir}', f'--input={folder}', f'--output={tmp_path / "out"}',
-                  *SMALL_TILES)
+  result, gif, strict = derain_runs(
+      [f'--workdir={workdir}', f'--input={folder}', f'--output={tmp_path / "out"}',
+       *SMALL_TILES],
+      [f'--workdir={workdir}', f'--input={tmp_path / "moving.gif"}',
+       f'--output={tmp_path / "gif"}', *SMALL_TILES],
+      [f'--workdir={workdir}', f'--input={folder}', f'--output={tmp_path / "strict"}',
+       '--strict', *SMALL_TILES])
   assert result.returncode == 0, result.stderr[-3000:]
   assert list(json.loads(result.stdout.strip().splitlines()[-1])['skipped']) == ['moving.png']
   assert 'moving.png is an animated image (3 frames): extract the frames' in result.stderr
   assert [p.name for p in (tmp_path / 'out').iterdir()] == ['still.png']
-  gif = derain(f'--workdir={workdir}', f'--input={tmp_path / "moving.gif"}',
-               f'--output={tmp_path / "gif"}', *SMALL_TILES)
   assert gif.returncode != 0 and 'moving.gif is an animated image (3 frames)' in gif.stderr
   assert list((tmp_path / 'gif').iterdir()) == []
-  strict = derain(f'--workdir={workdir}', f'--input={folder}',
-                  f'--output={tmp_path / "strict"}', '--strict', *SMALL_TILES)
   lines = error_lines(strict)
   assert strict.returncode != 0 and len(lines) == 1
   assert 'moving.png is an animated image (3 frames)' in lines[0]

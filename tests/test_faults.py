@@ -15,6 +15,7 @@ import types
 
 import pytest
 
+from conftest import run_commands
 from jaxderain import errors
 from jaxderain import experiment
 from jaxderain.config_file import grid
@@ -57,18 +58,18 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
   workdir = tmp_path / 'run'
   (workdir / 'checkpoints' / '10').mkdir(parents=True)  # a checkpoint that must survive
   cases = {
-      ('launch.py', f'--config={SMOKE}', '--config.keep_checkpoints=0'):
+      (f'--config={SMOKE}', '--config.keep_checkpoints=0'):
           'config.keep_checkpoints must be >= 1',
-      ('launch.py', f'--config={SMOKE}', '--config.arch=unet'):
+      (f'--config={SMOKE}', '--config.arch=unet'):
           'config.model holds options unet does not take (num_blocks)',
-      ('launch.py', '--config=configs/grid.py'): 'no grid point: name one after a colon',
+      ('--config=configs/grid.py',): 'no grid point: name one after a colon',
   }
-  for args, message in cases.items():
-    result = run_cli(*args, f'--workdir={workdir}')
+  results = run_commands('launch', *[[*args, f'--workdir={workdir}'] for args in cases])
+  for result, message in zip(results, cases.values()):
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
   assert sorted(p.name for p in workdir.rglob('*')) == ['10', 'checkpoints']
-  result = run_cli('-m', 'jaxderain.study', 'run', '--seeds=abc', f'--out={tmp_path}')
+  result, = run_commands('jaxderain.study', ['run', '--seeds=abc', f'--out={tmp_path}'])
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert last_line(result) == ('error: --seeds must be integers separated by commas, e.g. '
                                '--seeds=0,1; got abc.')

@@ -18,6 +18,7 @@ import pytest
 import skimage
 from PIL import Image
 
+from conftest import run_commands
 from jaxderain import errors, experiment
 from jaxderain import workdir as workdir_lock
 from jaxderain.config_file import grid
@@ -340,8 +341,7 @@ def _photo_corpus(folder):
 
 
 def derain(*args):
-  return subprocess.run([sys.executable, '-m', 'jaxderain.derain', *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300, check=False)
+  return run_commands('jaxderain.derain', args)[0]
 
 
 def test_derain_a_folder_of_mixed_photos(reference, tmp_path):
@@ -369,11 +369,13 @@ def test_derain_a_folder_of_mixed_photos(reference, tmp_path):
 
 def test_derain_strict_and_bad_workdir_are_one_line_errors(reference, tmp_path):
   _photo_corpus(tmp_path / 'in')
-  strict = derain(f'--workdir={reference[0]}', f'--input={tmp_path / "in"}',
-                  f'--output={tmp_path / "out"}', '--strict')
+  strict, missing = run_commands(
+      'jaxderain.derain',
+      [f'--workdir={reference[0]}', f'--input={tmp_path / "in"}', f'--output={tmp_path / "out"}',
+       '--strict'],
+      [f'--workdir={tmp_path / "nowhere"}', f'--input={tmp_path / "in"}',
+       f'--output={tmp_path / "out2"}'])  # out/ holds what --strict wrote first
   assert strict.returncode != 0 and 'cut.png is not a readable image' in strict.stderr
   assert 'Traceback' not in strict.stderr
-  missing = derain(f'--workdir={tmp_path / "nowhere"}', f'--input={tmp_path / "in"}',
-                   f'--output={tmp_path / "out2"}')  # out/ holds what --strict wrote first
   assert missing.returncode != 0 and 'config.json does not exist' in missing.stderr
   assert 'Traceback' not in missing.stderr
