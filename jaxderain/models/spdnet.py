@@ -303,6 +303,8 @@ class SPDNet(nnx.Module):
                param_dtype=jnp.float32):
     kw = dict(rngs=rngs, param_dtype=param_dtype)
     c = n_feats
+    # One attribute per module of the official model, spelled out as there (their names
+    # are the state_dict keys); Subnet's list has the same shape on purpose.
     self.conv_init1 = ConvD(3, c // 2, **kw)
     self.conv_init2 = ConvD(c // 2, c, **kw)
     self.res_extra1 = ResCh(c, n_resblocks, **kw)
