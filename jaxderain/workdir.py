@@ -92,6 +92,17 @@ def _acquire(path: pathlib.Path, record: dict) -> bool:
                     'using the workdir.')
 
 
+def lock_holder(workdir) -> dict | None:
+  """Who holds WORKDIR's lock ({'host', 'pid', 'purpose', 'started'}), or None when no
+  live process does (no lock, or one left by a process gone from this host)."""
+  holder = _read(pathlib.Path(workdir) / LOCK_NAME)
+  if not holder:
+    return None
+  if holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int):
+    return holder if _alive(holder['pid']) else None
+  return holder  # another host's: taken as live
+
+
 def ensure_writable(folder, needed_bytes: int, what: str, flag: str = '--workdir') -> None:
   """Create `folder` if needed and fail (WorkdirError, one line naming `flag`, the option
   to change) unless a file can be written in it and its disk has `needed_bytes` free for

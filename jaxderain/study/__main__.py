@@ -4,6 +4,8 @@
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
   python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
   python -m jaxderain.study report --out=studies/claims_cpu
+  python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
+  python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
 
@@ -17,7 +19,7 @@ from absl import flags
 
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
-from jaxderain.study import complexity, grids, sweep
+from jaxderain.study import complexity, grids, plan, status, sweep
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRID_NAMES), 'Named grid.')
 _SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES),
@@ -35,6 +37,7 @@ _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR',
                                 'Folder with real categories (optional).')
 _PATCHES = flags.DEFINE_integer('patches', 256, 'Patches per category for complexity.')
 _PATCH_SIZE = flags.DEFINE_integer('patch_size', 64, 'Patch size for complexity.')
+_GPUS = flags.DEFINE_integer('gpus', 8, 'For plan: H100s to plan for (0: this 2-core CPU).')
 
 
 def _require_out():
@@ -43,16 +46,19 @@ def _require_out():
   return _OUT.value
 
 
+def _seeds() -> list[int] | None:
+  if _SEEDS.value and not all(s.lstrip('-').isdigit() for s in _SEEDS.value):
+    raise ConfigError(f'--seeds must be integers separated by commas, e.g. --seeds=0,1; '
+                      f'got {",".join(_SEEDS.value)}.')
+  return [int(s) for s in _SEEDS.value] if _SEEDS.value else None
+
+
 def main(argv):
-  commands = ('run', 'report', 'complexity')
+  commands = ('run', 'report', 'complexity', 'status', 'plan')
   if len(argv) != 2 or argv[1] not in commands:
     raise ConfigError(f'name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
-    if _SEEDS.value and not all(s.lstrip('-').isdigit() for s in _SEEDS.value):
-      raise ConfigError(f'--seeds must be integers separated by commas, e.g. --seeds=0,1; '
-                        f'got {",".join(_SEEDS.value)}.')
-    seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
-    points = grids.grid_points(_GRID.value, _SCALE.value, seeds)
+    points = grids.grid_points(_GRID.value, _SCALE.value, _seeds())
     if _PRINT.value:
       print('\n'.join(sweep.commands(points, _require_out())))
       return
@@ -61,6 +67,12 @@ def main(argv):
     if summary['failed']:
       raise DataError(f'{len(summary["failed"])} point(s) failed; reasons in '
                       f'{_OUT.value}/failures.json. Rerun the same command to retry them.')
+  elif argv[1] == 'status':
+    given = flags.FLAGS['grid'].present or flags.FLAGS['scale'].present
+    points = grids.grid_points(_GRID.value, _SCALE.value, _seeds()) if given else None
+    print('\n'.join(status.lines(status.point_states(_require_out(), points))))
+  elif argv[1] == 'plan':
+    print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
     report.cli(_require_out())

@@ -1,0 +1,85 @@
+"""study plan (what a grid costs) and study status (where a sweep stands)."""
+
+import json
+import os
+import socket
+
+import pytest
+
+from jaxderain import errors
+from jaxderain.study import grids, plan, status
+
+
+def results_folder(folder):
+  """Benchmark files of made-up step times, in the layout the benchmarks write."""
+  folder.mkdir()
+  models = [{'arch': a, 'cpu_train_step_s': s, 'forward_480x320_s': f}
+            for a, s, f in (('resnet', 0.04, 2.0), ('unet', 0.03, 1.0), ('swinir', 0.1, 40.0),
+                            ('rcdnet', 0.2, 10.0), ('spdnet', 0.4, 4.0))]
+  (folder / 'models.json').write_text(json.dumps(models))
+  (folder / 'vs_torch_h100.json').write_text(json.dumps(
+      [{'config': c, 'jax_s': s} for c, s in (('a', 0.02), ('cpu', 0.002), ('unet', 0.004),
+                                               ('swinir', 0.003))]))
+  (folder / 'vs_torch.json').write_text(json.dumps([{'config': 'a', 'jax_s': 10.0}]))
+  return folder
+
+
+def test_wall_time_places_the_longest_points_first_on_the_free_device():
+  assert plan.wall_hours([1, 3, 2, 2], 2) == 4
+  assert plan.wall_hours([1, 3, 2, 2], 1) == 8
+  assert plan.wall_hours([5, 1, 1], 8) == 5
+
+
+def test_measured_and_estimated_step_times_name_their_figures(tmp_path):
+  results = results_folder(tmp_path / 'results')
+  measured = plan.step_time('unet', 'cpu', plan.GPU, results)
+  assert measured == plan.StepTime(0.004, 'vs_torch_h100.json [unet]', False)
+  estimate = plan.step_time('rcdnet', 'paper', plan.GPU, results)
+  assert estimate.estimate and estimate.seconds == pytest.approx(0.02 * 10.0 / 2.0)
+  assert 'forward_480x320_s' in estimate.source
+  on_cpu = plan.step_time('spdnet', 'cpu', plan.CPU, results)
+  assert on_cpu == plan.StepTime(0.4, 'models.json [spdnet]', False)
+
+
+def test_a_plan_counts_every_point_and_its_steps(tmp_path):
+  results = results_folder(tmp_path / 'results')
+  found = plan.plan('table2', 'paper', 8, results=results)
+  points = grids.grid_points('table2', 'paper')
+  assert found.points == len(points) and found.steps == 250_000 * len(points)
+  hours = {r['arch']: r['hours'] for r in found.rows}
+  assert hours['resnet'] == pytest.approx(5 * 250_000 * 0.02 / 3600)
+  assert found.device_hours == pytest.approx(sum(hours.values()))
+  assert found.wall_hours <= found.device_hours / 8 + max(
+      250_000 * plan.step_time(r['arch'], 'paper', plan.GPU, results).seconds / 3600
+      for r in found.rows)
+  text = '\n'.join(plan.lines(found))
+  assert 'ESTIMATE' in text and 'measured vs_torch_h100.json [a]' in text
+
+
+def test_a_missing_benchmark_file_or_scale_is_one_clear_error(tmp_path):
+  with pytest.raises(errors.DataError, match='models.json cannot be read'):
+    plan.plan('fig5', 'paper', 8, results=tmp_path)
+  with pytest.raises(errors.ConfigError, match="no step times are measured for scale 'smoke'"):
+    plan.plan('fig5', 'smoke', 8)
+
+
+def test_status_reads_each_points_state_from_the_folder(tmp_path):
+  points = grids.grid_points('smoke', 'smoke')
+  folders = [tmp_path / 'points' / p.name for p in points]
+  for folder in folders[:3]:
+    (folder / 'eval').mkdir(parents=True)
+  (folders[0] / 'eval' / 'natural_unseen.json').write_text('{}')
+  (folders[0] / 'done.json').write_text(json.dumps({'seconds': 12.5,
+                                                    'results': ['natural_unseen.json']}))
+  (folders[1] / 'run.lock').write_text(json.dumps(
+      {'host': socket.gethostname(), 'pid': os.getpid(), 'purpose': 'training'}))
+  (tmp_path / 'failures.json').write_text(json.dumps({points[2].name: 'no such category'}))
+  rows = status.point_states(tmp_path, points)
+  assert [r['state'] for r in rows] == ['done', 'running', 'failed', 'pending']
+  assert rows[0]['seconds'] == 12.5 and f'PID {os.getpid()}' in rows[1]['note']
+  assert status.lines(rows)[-1] == '1 done, 1 running, 1 failed, 1 pending'
+  (folders[1] / 'run.lock').write_text(json.dumps(
+      {'host': socket.gethostname(), 'pid': 2**22 + 7, 'purpose': 'training'}))  # gone
+  states = {r['point']: r['state'] for r in status.point_states(tmp_path)}  # no grid
+  assert states == {points[0].name: 'done', points[1].name: 'pending',
+                    points[2].name: 'failed'}
