@@ -1,5 +1,5 @@
-"""The train loop: resume from the latest checkpoint, step, log with clu, checkpoint with
-orbax under WORKDIR/checkpoints (jaxderain/train/checkpoints.py), stop cleanly on
+"""The train loop: resume from the latest checkpoint, step, log (a console line and
+TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints (jaxderain/train/checkpoints.py), stop cleanly on
 SIGTERM and on a non-finite loss. `fit` trains one model; `fit_together` K models by one
 vmapped step (jaxderain/train/multi_model.py), each in its own workdir."""
 
@@ -15,11 +15,11 @@ from typing import Callable
 
 import jax
 import numpy as np
-from clu import metric_writers, periodic_actions
 from jax.experimental import multihost_utils
 
 from jaxderain.errors import NonFiniteError, Preempted
 from jaxderain.train import checkpoints, multi_model
+from jaxderain.train.events import EventWriter
 from jaxderain.train.step import TrainState, replicate
 
 
@@ -77,18 +77,20 @@ class ProgressLine:
     self.total_steps = total_steps
     self.last = (step, time.monotonic())
 
-  def report(self, step: int, losses: list[float]) -> None:
+  def report(self, step: int, losses: list[float]) -> float:
+    """Log the line; returns the steps per second since the last one."""
     now = time.monotonic()
     rate = (step - self.last[0]) / max(now - self.last[1], 1e-9)
     self.last = (step, now)
     eta = (self.total_steps - step) / rate if rate > 0 else 0.0
     logging.info('step %d/%d  loss %s  %.1f steps/s  ETA %dm%02ds', step, self.total_steps,
                  ' '.join(f'{loss:.5g}' for loss in losses), rate, eta // 60, eta % 60)
+    return rate
 
 
 def _train_until(state, run_step, *, workdirs: list[str], managers, writers, histories,
                  total_steps: int, log_every: int, checkpoint_every: int,
-                 metrics_of: Callable, state_of: Callable, progress: Callable | None = None,
+                 metrics_of: Callable, state_of: Callable,
                  configs: list[dict | None] | None = None):
   """The loop shared by `fit` and `fit_together`: run_step(state) -> (state, metrics)
   until `total_steps`; every log step, model k's mean metrics (metrics_of(metrics, k))
@@ -109,8 +111,6 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
       state, metrics = run_step(state)
       step += 1
       pending.append((step, metrics))
-      if progress:
-        progress(step)
       stop_now = stopped(step)
       save_now = step % checkpoint_every == 0 or step == total_steps or stop_now
       if step % log_every and not save_now:
@@ -130,7 +130,9 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
           writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
           history.append({'step': step, **summary})
         pending = []
-        clock.report(step, [history[-1]['loss'] for history in histories])
+        rate = clock.report(step, [history[-1]['loss'] for history in histories])
+        for writer in writers:
+          writer.write_scalars(step, {'steps_per_sec': rate})
       if save_now:
         for k, manager in enumerate(managers):
           checkpoints.save(manager, step, state_of(state, k), configs[k])
@@ -171,24 +173,14 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   backgrounds = replicate(backgrounds, mesh)
 
   is_lead = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_lead)
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
-                                             every_steps=log_every)
+  writer = EventWriter(workdir if is_lead else None)
   history = []
   state = _train_until(
       state, lambda s: train_step(s, backgrounds), workdirs=[workdir], managers=[manager],
       writers=[writer], histories=[history], total_steps=total_steps, log_every=log_every,
       checkpoint_every=checkpoint_every, metrics_of=lambda m, k: m,
-      state_of=lambda s, k: s, progress=progress, configs=[config])
+      state_of=lambda s, k: s, configs=[config])
   return state, history
-
-
-def _named_writer(workdir: str, is_lead: bool) -> metric_writers.MetricWriter:
-  """Log lines that name the workdir's folder; event files in WORKDIR (lead process)."""
-  writers = [metric_writers.LoggingWriter(collection=pathlib.Path(workdir).name)]
-  if is_lead:
-    writers.append(metric_writers.SummaryWriter(workdir))
-  return metric_writers.AsyncMultiWriter(writers)
 
 
 def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndarray], *,
@@ -224,7 +216,7 @@ def fit_together(states: list[TrainState], multi_step, backgrounds: list[np.ndar
   histories = [[] for _ in workdirs]
   stacked = _train_until(
       stacked, lambda s: multi_step(s, pool, starts, counts), workdirs=workdirs,
-      managers=managers, writers=[_named_writer(w, is_lead) for w in workdirs],
+      managers=managers, writers=[EventWriter(w if is_lead else None) for w in workdirs],
       histories=histories, total_steps=total_steps, log_every=log_every,
       checkpoint_every=checkpoint_every,
       metrics_of=lambda m, k: {name: value[k] for name, value in m.items()},
