@@ -105,10 +105,12 @@ def plan(grid: str, scale: str, gpus: int, seeds=None, results=RESULTS) -> Plan:
     raise ConfigError(f'--gpus must be 0 (this CPU) or more, got {gpus}.')
   device = GPU if gpus > 0 else CPU
   points = grids.grid_points(grid, scale, seeds)
-  per_arch, point_hours = {}, []
+  per_arch, point_hours, timings = {}, [], {}
   for point in points:
     config = sweep.point_config(point)
-    timing = step_time(config.arch, scale, device, results)
+    if config.arch not in timings:  # the benchmark files are read once per architecture
+      timings[config.arch] = step_time(config.arch, scale, device, results)
+    timing = timings[config.arch]
     hours = config.total_steps * timing.seconds / 3600
     point_hours.append(hours)
     row = per_arch.setdefault(config.arch, {'arch': config.arch, 'points': 0, 'steps': 0,
