@@ -159,8 +159,7 @@ def check_workdir_path(workdir) -> None:
 
 def latest_step(workdir) -> int | None:
   """The step of WORKDIR's latest checkpoint; None if it holds none."""
-  folder = pathlib.Path(workdir) / 'checkpoints'
-  return checkpoints.checkpoint_manager(workdir).latest_step() if folder.is_dir() else None
+  return checkpoints.latest_step(pathlib.Path(workdir) / 'checkpoints')
 
 
 def recorded_config(workdir) -> dict | None:
@@ -169,9 +168,7 @@ def recorded_config(workdir) -> dict | None:
   warning); None for a workdir with neither."""
   recorded = pathlib.Path(workdir) / CONFIG_NAME
   if not recorded.is_file():
-    saved = None
-    if (pathlib.Path(workdir) / 'checkpoints').is_dir():
-      saved = checkpoints.recorded_config(checkpoints.checkpoint_manager(workdir))
+    saved = checkpoints.recorded_config(pathlib.Path(workdir) / 'checkpoints')
     if saved is not None and jax.process_index() == 0:
       logging.warning('%s was missing: restored it from the latest checkpoint.', recorded)
       recorded.write_text(json.dumps(saved, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import pathlib
 import weakref
@@ -190,13 +191,23 @@ def _dtype_mismatches(folder: pathlib.Path, abstract) -> list[str]:
   return mismatched
 
 
-def recorded_config(manager: ocp.CheckpointManager) -> dict | None:
-  """The training config saved with the latest checkpoint; None when there is no
-  checkpoint or it was saved without one."""
-  step = manager.latest_step()
-  if step is None or not (pathlib.Path(manager.directory) / str(step) / 'config').is_dir():
-    return None
+def latest_step(folder) -> int | None:
+  """The latest complete checkpoint step in FOLDER (WORKDIR/checkpoints); None if none.
+
+  Reads the folder alone: unlike a CheckpointManager, which waits for every process, a
+  process may call it on its own (a manager must be made by all processes together)."""
+  folder = pathlib.Path(folder)
+  return max(ocp.path.step.checkpoint_steps(folder), default=None) if folder.is_dir() else None
+
+
+def recorded_config(folder) -> dict | None:
+  """The training config saved with the latest checkpoint in FOLDER; None when there is
+  no checkpoint, it was saved without one or it cannot be read. Reads the folder alone,
+  like `latest_step` (orbax's JsonSave keeps the item as `metadata` in its folder)."""
+  step = latest_step(folder)
+  saved = pathlib.Path(folder) / str(step) / 'config' / 'metadata'
   try:
-    return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-  except Exception:  # unreadable: the caller falls back to config.json; pylint: disable=broad-except
+    config = json.loads(saved.read_text()) if step is not None else None
+  except (OSError, ValueError):  # unreadable: the caller falls back to config.json
     return None
+  return config if isinstance(config, dict) else None
