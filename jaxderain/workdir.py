@@ -65,8 +65,9 @@ def _try_create(path: pathlib.Path, record: dict) -> bool:
   return True
 
 
-def _acquire(path: pathlib.Path, record: dict) -> bool:
-  """Take the lock; False if this process holds it already. Raises WorkdirBusy."""
+def _acquire(path: pathlib.Path, record: dict, flag: str) -> bool:
+  """Take the lock; False if this process holds it already. Raises WorkdirBusy, naming
+  `flag`, the option that picks another folder."""
   for _ in range(3):  # a stale lock is removed, then created anew
     if _try_create(path, record):
       return True
@@ -86,7 +87,7 @@ def _acquire(path: pathlib.Path, record: dict) -> bool:
     raise WorkdirBusy(
         f'{path.parent} is in use: {holder.get("purpose", "a run")} by PID '
         f'{holder.get("pid")} on {holder.get("host")} since {holder.get("started")}. Wait '
-        f'for it to finish or stop it, or pass another --workdir; if that process is gone, '
+        f'for it to finish or stop it, or pass another {flag}; if that process is gone, '
         f'delete {path}.')
   raise WorkdirBusy(f'{path} cannot be taken (it is unreadable): delete it if no run is '
                     'using the workdir.')
@@ -124,9 +125,10 @@ def ensure_writable(folder, needed_bytes: int, what: str, flag: str = '--workdir
 
 
 @contextlib.contextmanager
-def hold(workdir, purpose: str):
-  """Hold WORKDIR's lock for the block (`purpose`, e.g. 'training', names it to others).
-  A workdir the lock created and the block left empty (it failed early) is removed."""
+def hold(workdir, purpose: str, flag: str = '--workdir'):
+  """Hold WORKDIR's lock for the block (`purpose`, e.g. 'training', names it to others;
+  `flag`, the option that picks the folder, is named in errors). A workdir the lock
+  created and the block left empty (it failed early) is removed."""
   if jax.process_index() != 0:
     yield
     return
@@ -136,10 +138,10 @@ def hold(workdir, purpose: str):
   created = not path.parent.exists()
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
-    taken = _acquire(path, record)
+    taken = _acquire(path, record, flag)
   except (FileExistsError, NotADirectoryError, PermissionError) as error:
-    raise WorkdirError(f'the workdir {workdir} is not writable ({error.strerror}): pass a '
-                       '--workdir you can write to, or fix its permissions.') from None
+    raise WorkdirError(f'{workdir} is not writable ({error.strerror}): pass a {flag} you '
+                       'can write to, or fix its permissions.') from None
   try:
     yield
   finally:

@@ -1,18 +1,22 @@
 """The study sweep: grids, commands, run, kill and resume."""
 
 import json
+import os
 import pathlib
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from jaxderain import errors
-from jaxderain.study import grids, sweep
+from jaxderain.study import grids, on_ray, status, sweep
+from jaxderain.train import checkpoints
+from jaxderain.workdir import hold, latest_step, lock_holder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -64,9 +68,14 @@ def study(out, log):
                           stdout=subprocess.PIPE, stderr=log, text=True)
 
 
-def test_sweep_killed_mid_run_resumes_where_it_stopped(tmp_path):
-  out = tmp_path / 'study'
-  log = (tmp_path / 'log.txt').open('w')
+@pytest.fixture(scope='module')
+def local_study(tmp_path_factory):
+  """The smoke grid run by the local engine's command line, killed (SIGKILL) once a point
+  is done and run again: (its folder, the points done before the kill, the second run's
+  summary, its log)."""
+  tmp_path = tmp_path_factory.mktemp('local_study')
+  out, log_path = tmp_path / 'study', tmp_path / 'log.txt'
+  log = log_path.open('w')
   first = study(out, log)
   deadline = time.time() + 300
   while not list(out.glob('points/*/done.json')) and time.time() < deadline:
@@ -74,17 +83,109 @@ def test_sweep_killed_mid_run_resumes_where_it_stopped(tmp_path):
   first.send_signal(signal.SIGKILL)
   first.wait()
   done_before = {p.parent.name for p in out.glob('points/*/done.json')}
-  assert 1 <= len(done_before) < 4
   second = study(out, log)
   stdout, _ = second.communicate(timeout=600)
-  assert second.returncode == 0, (tmp_path / 'log.txt').read_text()[-2000:]
-  summary = json.loads(stdout.strip().splitlines()[-1])
+  assert second.returncode == 0, log_path.read_text()[-2000:]
+  return out, done_before, json.loads(stdout.strip().splitlines()[-1]), log_path
+
+
+def test_sweep_killed_mid_run_resumes_where_it_stopped(local_study):
+  out, done_before, summary, _ = local_study
+  assert 1 <= len(done_before) < 4
   assert summary['skipped'] == len(done_before)
   assert summary['done'] == 4 - len(done_before) and not summary['failed']
   for point in grids.grid_points('smoke', 'smoke'):
     result = json.loads((out / 'points' / point.name / 'eval' / 'natural_unseen.json')
                         .read_text())
     assert len(result['recent']['steps']) == 3
+  assert not (out / 'run.lock').exists()  # the sweep's lock on OUT went with it
+
+
+def test_a_second_sweep_on_one_folder_is_refused(tmp_path):
+  with hold(tmp_path, 'sweep', flag='--out'):
+    log = (tmp_path / 'log.txt').open('w')
+    second = study(tmp_path, log)
+    second.communicate(timeout=300)
+  lines = (tmp_path / 'log.txt').read_text().strip().splitlines()
+  assert second.returncode == 1
+  assert lines[-1].startswith(f'error: {tmp_path} is in use: sweep by PID {os.getpid()}')
+  assert 'pass another --out' in lines[-1] and not (tmp_path / 'points').exists()
+
+
+@pytest.fixture(scope='module')
+def ray_cluster():
+  """A real Ray cluster on this machine: a head with no CPUs for tasks and two worker
+  nodes of one CPU each, so tasks run on the workers side by side."""
+  import ray  # pylint: disable=import-outside-toplevel
+  from ray import cluster_utils  # pylint: disable=import-outside-toplevel
+  cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={'num_cpus': 0})
+  nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+  cluster.wait_for_nodes()
+  yield cluster, nodes
+  ray.shutdown()
+  cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_ray_runs_the_grid_as_the_local_engine_does(tmp_path, local_study, ray_cluster):
+  cluster, _ = ray_cluster
+  local = local_study[0]
+  smoke = grids.grid_points('smoke', 'smoke')
+  bad = grids.Point('resnet,medium,8,category=/no/such/folder,scale=smoke')
+  summary = on_ray.run(smoke + [bad], tmp_path, address=cluster.address)
+  assert summary['done'] == 4 and list(summary['failed']) == [bad.name]
+  assert 'Unknown background category' in summary['failed'][bad.name]
+  log = (tmp_path / 'points' / bad.name / on_ray.LOG_NAME).read_text()
+  assert log.count('--- ') == 1  # a user error: run once, not retried
+  states = {row['point']: row['state'] for row in status.point_states(tmp_path)}
+  assert states == {**{p.name: 'done' for p in smoke}, bad.name: 'failed'}
+  for point in smoke:  # the same science whichever engine ran it
+    results = sorted((local / 'points' / point.name / 'eval').glob('*.json'))
+    assert len(results) == 2
+    for result in results:
+      assert (tmp_path / 'points' / point.name / 'eval' / result.name).read_text() == \
+          result.read_text(), (point.name, result.name)
+
+
+@pytest.mark.ray
+def test_ray_refuses_a_cluster_it_cannot_reach_or_use(tmp_path, ray_cluster):
+  cluster, _ = ray_cluster
+  smoke = grids.grid_points('smoke', 'smoke')
+  with pytest.raises(errors.ConfigError, match='cannot reach the Ray cluster at --address=1'):
+    on_ray.run(smoke, tmp_path, address='127.0.0.1:1')
+  with pytest.raises(errors.ConfigError, match=r'asks for 1 GPU\(s\).* cluster has 0 GPU'):
+    on_ray.run(smoke, tmp_path, address=cluster.address, gpus_per_point=1)
+  assert not (tmp_path / 'points').exists()
+
+
+@pytest.mark.ray
+def test_a_point_whose_node_dies_finishes_on_another_as_if_never_stopped(
+    tmp_path, local_study, ray_cluster):
+  cluster, nodes = ray_cluster
+  point = grids.grid_points('smoke', 'smoke')[0]
+  workdir = tmp_path / 'points' / point.name
+  summary = {}
+  driver = threading.Thread(target=lambda: summary.update(
+      on_ray.run([point], tmp_path, address=cluster.address)))
+  driver.start()
+  deadline = time.time() + 300
+  while latest_step(workdir) is None and time.time() < deadline:
+    time.sleep(0.05)
+  os.kill(lock_holder(workdir)['pid'], signal.SIGSTOP)  # hold the child mid-training
+  stopped_at = latest_step(workdir)
+  total = sweep.point_config(point).total_steps
+  assert stopped_at < total
+  cluster.add_node(num_cpus=1)
+  cluster.wait_for_nodes()
+  for node in nodes:  # the node running the point dies, with its worker and child
+    cluster.remove_node(node, allow_graceful=False)
+  driver.join(timeout=600)
+  assert summary == {'done': 1, 'skipped': 0, 'failed': {}}
+  log = (workdir / on_ray.LOG_NAME).read_text()
+  assert log.count('--- ') == 2 and 'Resuming from checkpoint at step' in log
+  reference = local_study[0] / 'points' / point.name / 'checkpoints'
+  assert checkpoints.saved_fingerprint(workdir / 'checkpoints', total) == \
+      checkpoints.saved_fingerprint(reference, total) is not None
 
 
 @pytest.mark.reliability
@@ -93,8 +194,7 @@ def test_a_point_that_cannot_run_is_reported_and_a_damaged_result_is_redone(tmp_
   points = [grids.Point('resnet,medium,8,category=/no/such/folder,scale=smoke'), point]
   summary = sweep.run(points, tmp_path)
   assert summary['done'] == 1 and list(summary['failed']) == [points[0].name]
-  failures = json.loads((tmp_path / 'failures.json').read_text())
-  assert 'Unknown background category' in failures[points[0].name]
+  assert 'Unknown background category' in sweep.failure(tmp_path / 'points' / points[0].name)
 
   workdir = tmp_path / 'points' / point.name
   done = json.loads((workdir / 'done.json').read_text())
@@ -123,8 +223,9 @@ def test_user_errors_fail_their_point_and_other_errors_stop_the_sweep(tmp_path, 
   if isinstance(error, errors.UserError):  # recorded, and the sweep goes on
     summary = sweep.run(points, tmp_path, together=together)
     assert summary['done'] == 0 and summary['failed'] == {p.name: str(error) for p in points}
-    assert json.loads((tmp_path / 'failures.json').read_text()) == summary['failed']
+    assert {p.name: sweep.failure(tmp_path / 'points' / p.name) for p in points} == \
+        summary['failed']
   else:  # a bug: its traceback, not a failed point
     with pytest.raises(type(error), match='a bug'):
       sweep.run(points, tmp_path, together=together)
-    assert not (tmp_path / 'failures.json').exists()
+    assert not any(sweep.failure(tmp_path / 'points' / p.name) for p in points)

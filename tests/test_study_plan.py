@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from jaxderain import errors
-from jaxderain.study import grids, plan, status
+from jaxderain.study import grids, plan, status, sweep
 
 
 def results_folder(folder):
@@ -73,7 +73,7 @@ def test_status_reads_each_points_state_from_the_folder(tmp_path):
                                                     'results': ['natural_unseen.json']}))
   (folders[1] / 'run.lock').write_text(json.dumps(
       {'host': socket.gethostname(), 'pid': os.getpid(), 'purpose': 'training'}))
-  (tmp_path / 'failures.json').write_text(json.dumps({points[2].name: 'no such category'}))
+  sweep.record_failure(folders[2], 'no such category')
   rows = status.point_states(tmp_path, points)
   assert [r['state'] for r in rows] == ['done', 'running', 'failed', 'pending']
   assert rows[0]['seconds'] == 12.5 and f'PID {os.getpid()}' in rows[1]['note']

@@ -3,6 +3,7 @@
   python -m jaxderain.study run --grid=claims --scale=cpu --out=studies/claims_cpu
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
   python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
+  python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --engine=ray [--address=auto]
   python -m jaxderain.study report --out=studies/claims_cpu
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
@@ -14,12 +15,14 @@ from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
 import json  # pylint: disable=g-import-not-at-top
 import os
 
+import jax
 import numpy as np
 from absl import flags
 
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import complexity, grids, plan, status, sweep
+from jaxderain.workdir import hold
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRID_NAMES), 'Named grid.')
 _SCALE = flags.DEFINE_enum('scale', 'cpu', list(grid_config.SCALES),
@@ -32,6 +35,19 @@ _TOGETHER = flags.DEFINE_integer('together', 1, 'Train up to this many fresh poi
                                  'share model, batch, rain and schedule in one vmapped '
                                  'program: for small models on a GPU (slower on a CPU '
                                  'and for paper-scale models).', lower_bound=1)
+_ENGINE = flags.DEFINE_enum('engine', 'local', ['local', 'ray'], 'local: points one after '
+                            'another in this process; ray: each point a Ray task, run '
+                            'concurrently wherever the cluster has room (docs/scaling.md).')
+_ADDRESS = flags.DEFINE_string('address', None, 'For --engine=ray: the cluster (auto: the one '
+                               '`ray start` made on this machine; HOST:PORT); default: '
+                               'start one on this machine.')
+_GPUS_PER_POINT = flags.DEFINE_float('gpus_per_point', None, 'For --engine=ray: GPUs per '
+                                     'point (default: 1 on a cluster with GPUs, else 0).',
+                                     lower_bound=0)
+_CPUS_PER_POINT = flags.DEFINE_float('cpus_per_point', 1, 'For --engine=ray: CPUs per point.',
+                                     lower_bound=0)
+_RETRIES = flags.DEFINE_integer('retries', 3, 'For --engine=ray: runs of a point again after '
+                                'its worker or node is lost.', lower_bound=0)
 _CATEGORIES = flags.DEFINE_list('categories', ['natural'], 'For complexity.')
 _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR', ''),
                                 'Folder with real categories (optional).')
@@ -53,6 +69,19 @@ def _seeds() -> list[int] | None:
   return [int(s) for s in _SEEDS.value] if _SEEDS.value else None
 
 
+def _run(points, out) -> dict:
+  """Run the points with the chosen engine, holding OUT's lock: one sweep per folder."""
+  if _ENGINE.value == 'local':
+    with hold(out, 'sweep', flag='--out'):
+      return sweep.run(points, out, together=_TOGETHER.value)
+  jax.config.update('jax_platforms', 'cpu')  # the driver leaves the GPUs to the tasks
+  from jaxderain.study import on_ray  # pylint: disable=g-import-not-at-top
+  with hold(out, 'sweep', flag='--out'):
+    return on_ray.run(points, out, together=_TOGETHER.value, address=_ADDRESS.value,
+                      gpus_per_point=_GPUS_PER_POINT.value,
+                      cpus_per_point=_CPUS_PER_POINT.value, retries=_RETRIES.value)
+
+
 def main(argv):
   commands = ('run', 'report', 'complexity', 'status', 'plan')
   if len(argv) != 2 or argv[1] not in commands:
@@ -62,11 +91,12 @@ def main(argv):
     if _PRINT.value:
       print('\n'.join(sweep.commands(points, _require_out())))
       return
-    summary = sweep.run(points, _require_out(), together=_TOGETHER.value)
+    summary = _run(points, _require_out())
     print(json.dumps({**summary, 'failed': sorted(summary['failed'])}))
     if summary['failed']:
-      raise DataError(f'{len(summary["failed"])} point(s) failed; reasons in '
-                      f'{_OUT.value}/failures.json. Rerun the same command to retry them.')
+      raise DataError(f'{len(summary["failed"])} point(s) failed; `python -m jaxderain.study '
+                      f'status --out={_OUT.value}` says why. Rerun the same command to retry '
+                      'them.')
   elif argv[1] == 'status':
     given = flags.FLAGS['grid'].present or flags.FLAGS['scale'].present
     points = grids.grid_points(_GRID.value, _SCALE.value, _seeds()) if given else None

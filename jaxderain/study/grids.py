@@ -8,6 +8,7 @@ independent jobs.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 from jaxderain.errors import ConfigError
@@ -91,3 +92,20 @@ def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
   args, default_seeds, overrides = GRIDS[name]
   return [Point(f'{arg},scale={scale},seed={seed}', overrides)
           for arg in args() for seed in (seeds or default_seeds)]
+
+
+def encode(points: list[Point]) -> str:
+  """The points as JSON: [[arg, [[field, value], ...]], ...] (tuples as lists)."""
+  return json.dumps([[p.arg, [[field, value] for field, value in p.overrides]]
+                     for p in points])
+
+
+def decode(text: str) -> list[Point]:
+  """The points `encode` wrote (lists back to tuples)."""
+  try:
+    return [Point(arg, tuple((field, tuple(value) if isinstance(value, list) else value)
+                             for field, value in overrides))
+            for arg, overrides in json.loads(text)]
+  except (ValueError, TypeError) as error:
+    raise ConfigError(f'--points is not a list of [arg, overrides] ({error}): pass what '
+                      'jaxderain.study.grids.encode writes.') from None

@@ -1,9 +1,9 @@
 """Where a sweep stands, read from its folder alone (no cluster, nothing started).
 
 A point is `done` (done.json and its results readable), `running` (a live process holds
-its workdir's lock: training or evaluation, with its host and PID), `failed` (named in
-OUT/failures.json by the last sweep), `started` (checkpoints, no process: a sweep
-resumes it) or `pending` (nothing yet; listed only when the grid is given).
+its workdir's lock: training or evaluation, with its host and PID), `failed` (its
+failed.json says why), `started` (checkpoints, no process: a sweep resumes it) or
+`pending` (nothing yet; listed only when the grid is given).
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ def point_states(out, points: list[Point] | None = None) -> list[dict]:
   """One row per point of OUT (and per point of `points` not there yet): its name,
   state, latest checkpoint step, seconds (done points) and a note."""
   out = pathlib.Path(out)
-  try:
-    failures = json.loads((out / 'failures.json').read_text())
-  except (OSError, ValueError):
-    failures = {}
   names = [p.name for p in points or ()]  # the grid's order, then any other folders
   names += sorted(p.name for p in (out / 'points').glob('*')
                   if p.is_dir() and p.name not in names)
@@ -41,8 +37,8 @@ def point_states(out, points: list[Point] | None = None) -> list[dict]:
     elif holder:
       row['state'] = 'running'
       row['note'] = f'{holder.get("purpose")} by PID {holder.get("pid")} on {holder.get("host")}'
-    elif name in failures:
-      row['state'], row['note'] = 'failed', str(failures[name])[:120]
+    elif (reason := sweep.failure(workdir)) is not None:
+      row['state'], row['note'] = 'failed', reason[:120]
     else:
       row['state'] = 'started' if step is not None else 'pending'
     rows.append(row)

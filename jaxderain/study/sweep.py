@@ -2,7 +2,8 @@
 
 Each point lives in OUT/points/<name>/ (a launch.py workdir). A point counts as done
 when OUT/points/<name>/done.json exists (written after its evaluation, with the wall
-time, the machine and the result files) and those files read back (`is_done`), so a
+time, the machine and the result files) and those files read back (`is_done`); a point
+that cannot run records why in OUT/points/<name>/failed.json until it runs again. So a
 killed sweep resumes where it stopped: done points are skipped, a point killed
 mid-training resumes from its latest checkpoint, and a point with a damaged result is
 evaluated again. A study kept in the repository (docs/studies/<rung>/) commits each done
@@ -112,8 +113,8 @@ def run(points: list[Point], out, together: int = 1) -> dict:
   """Train and evaluate every point not done yet; returns {'done', 'skipped', 'failed'}.
 
   A point that cannot run (a UserError: e.g. a category that is not available, a
-  diverging loss) is reported and the sweep goes on; its name and reason are in
-  OUT/failures.json. Any other error is a bug: it stops the sweep with its traceback. SIGTERM
+  diverging loss) is reported and the sweep goes on; its reason is in its failed.json
+  (`record_failure`). Any other error is a bug: it stops the sweep with its traceback. SIGTERM
   checkpoints the running point(s) and raises loop.Preempted; rerunning resumes there.
   together: train up to this many compatible fresh points in one vmapped program (see
   `groups`); their done.json seconds include an equal share of the group's training."""
@@ -133,8 +134,6 @@ def run(points: list[Point], out, together: int = 1) -> dict:
       eta = elapsed / (index + 1) * (len(todo) - index - 1)
       logging.info('Sweep: %d/%d points done this run (%s), %.0f s elapsed, ETA %.0f s.',
                    index + 1, len(todo), point.name, elapsed, eta)
-  if failures:
-    (out / 'failures.json').write_text(json.dumps(failures, indent=1))
   return {'done': finished, 'skipped': len(points) - len(todo), 'failed': failures}
 
 
@@ -143,6 +142,7 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
   """Train (or finish training) and evaluate one point, then write its done.json;
   False, with the reason in `failures`, if it cannot run (a UserError)."""
   workdir = out / 'points' / point.name
+  (workdir / FAILED_NAME).unlink(missing_ok=True)  # it failed before; it runs again now
   point_start = time.time()
   try:
     config = point_config(point)
@@ -151,11 +151,29 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
   except UserError as error:
     failures[point.name] = str(error)
     logging.error('Point %s failed: %s', point.name, error)
+    record_failure(workdir, str(error))
     return False
   (workdir / 'done.json').write_text(json.dumps(
       {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
        'results': sorted(f'{name}.json' for name in results), **machine()}))
   return True
+
+
+FAILED_NAME = 'failed.json'
+
+
+def record_failure(workdir: pathlib.Path, reason: str) -> None:
+  """Record in WORKDIR/failed.json why the point could not run (`failure` reads it)."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / FAILED_NAME).write_text(json.dumps({'reason': reason}))
+
+
+def failure(workdir: pathlib.Path) -> str | None:
+  """Why the point in WORKDIR last failed; None if it has not failed since it last ran."""
+  try:
+    return str(json.loads((workdir / FAILED_NAME).read_text())['reason'])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def is_done(workdir: pathlib.Path) -> bool:

@@ -200,14 +200,26 @@ def latest_step(folder) -> int | None:
   return max(ocp.path.step.checkpoint_steps(folder), default=None) if folder.is_dir() else None
 
 
+def _saved_json(folder, step: int | None, item: str):
+  """The JSON item `item` of checkpoint `step` in FOLDER, read as a plain file (orbax's
+  JsonSave keeps it as `metadata` in the item's folder); None if it cannot be read."""
+  if step is None:
+    return None
+  try:
+    return json.loads((pathlib.Path(folder) / str(step) / item / 'metadata').read_text())
+  except (OSError, ValueError):
+    return None
+
+
 def recorded_config(folder) -> dict | None:
   """The training config saved with the latest checkpoint in FOLDER; None when there is
   no checkpoint, it was saved without one or it cannot be read. Reads the folder alone,
-  like `latest_step` (orbax's JsonSave keeps the item as `metadata` in its folder)."""
-  step = latest_step(folder)
-  saved = pathlib.Path(folder) / str(step) / 'config' / 'metadata'
-  try:
-    config = json.loads(saved.read_text()) if step is not None else None
-  except (OSError, ValueError):  # unreadable: the caller falls back to config.json
-    return None
+  like `latest_step`."""
+  config = _saved_json(folder, latest_step(folder), 'config')
   return config if isinstance(config, dict) else None
+
+
+def saved_fingerprint(folder, step: int) -> str | None:
+  """The fingerprint saved with checkpoint `step` in FOLDER (see `fingerprint`)."""
+  saved = _saved_json(folder, step, 'fingerprint')
+  return saved.get('sha256') if isinstance(saved, dict) else None
