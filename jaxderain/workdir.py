@@ -31,8 +31,10 @@ from jaxderain.train import checkpoints
 LOCK_NAME = 'run.lock'
 CONFIG_NAME = 'config.json'
 # Fields that do not change what a run trains: a workdir may be resumed or evaluated
-# with other values.
-NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints')
+# with other values (data_dir: the same data mounted at another path, e.g. on another
+# machine of a cluster).
+NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints',
+                       'data_dir')
 # Fields added after runs were recorded without them, with the value those runs used.
 ADDED_FIELDS = {'compute_dtype': 'float32'}
 

@@ -160,6 +160,7 @@ def test_a_changed_config_is_refused_naming_the_fields(reference, tmp_path):
   # Fields that do not change training may differ; eval can then run.
   same = smoke_config(total_steps=120, checkpoint_every=10)
   same.eval.num_images = 2
+  same.data_dir = str(tmp_path / 'the same data elsewhere')
   assert workdir_lock.config_changes(same, workdir) == []
   # On purpose: continues, and keeps the old config next to the new one.
   longer = smoke_config(total_steps=130, checkpoint_every=10)

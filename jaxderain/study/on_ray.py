@@ -151,6 +151,8 @@ def run(points: list[Point], out, together: int = 1, address: str | None = None,
       **_resources(ray, gpus_per_point, cpus_per_point), max_retries=retries,
       retry_exceptions=[Interrupted])
   env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+  if env.get('JAXDERAIN_DATA_DIR'):  # the tasks may start in another folder
+    env['JAXDERAIN_DATA_DIR'] = os.path.abspath(env['JAXDERAIN_DATA_DIR'])
   logging.info('Sweep on Ray: %d points, %d already done, %d to run; cluster: %s.',
                len(points), len(points) - len(todo), len(todo), ray.cluster_resources())
   pending = {remote.remote(grids.encode(group), str(out), together, env): group
