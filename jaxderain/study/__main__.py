@@ -39,8 +39,8 @@ _ENGINE = flags.DEFINE_enum('engine', 'local', ['local', 'ray'], 'local: points 
                             'another in this process; ray: each point a Ray task, run '
                             'concurrently wherever the cluster has room (docs/scaling.md).')
 _ADDRESS = flags.DEFINE_string('address', None, 'For --engine=ray: the cluster (auto: the one '
-                               '`ray start` made on this machine; HOST:PORT); default: '
-                               'start one on this machine.')
+                               '`ray start` made on this machine; HOST:PORT of a head '
+                               'node); default: start a new one on this machine.')
 _GPUS_PER_POINT = flags.DEFINE_float('gpus_per_point', None, 'For --engine=ray: GPUs per '
                                      'point (default: 1 on a cluster with GPUs, else 0).',
                                      lower_bound=0)

@@ -108,13 +108,13 @@ def _connect(address: str | None):
   except ImportError:
     raise MissingPackage('--engine=ray needs the ray package: pip install -r '
                          'requirements.txt (or pip install ray).') from None
-  if address and address != 'auto':
+  if address and address not in ('auto', 'local') and '://' not in address:
     _check_reachable(address)
   if not ray.is_initialized():
     try:
       with warnings.catch_warnings():  # JAX warns of any fork; Ray forks its own processes
         warnings.filterwarnings('ignore', message='os.fork', category=RuntimeWarning)
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+        ray.init(address=address or 'local', log_to_driver=False, logging_level=logging.WARNING,
                  include_dashboard=False)
     except ConnectionError as error:  # e.g. auto with no cluster on this machine
       raise ConfigError(f'cannot reach the Ray cluster at --address={address} '
@@ -140,8 +140,8 @@ def _resources(ray, gpus_per_point: float | None, cpus_per_point: float) -> dict
 def run(points: list[Point], out, together: int = 1, address: str | None = None,
         gpus_per_point: float | None = None, cpus_per_point: float = 1,
         retries: int = 3) -> dict:
-  """Run every point not done yet as Ray tasks on the cluster at `address` (None: start
-  one on this machine; 'auto': the one `ray start` made here); returns {'done',
+  """Run every point not done yet as Ray tasks on the cluster at `address` (None: a new
+  one on this machine; 'auto': the one `ray start` made here; HOST:PORT); returns {'done',
   'skipped', 'failed'} like sweep.run. A progress bar counts points on stderr."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(out).absolute()
