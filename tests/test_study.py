@@ -118,8 +118,10 @@ def ray_cluster():
   nodes of one CPU each, so tasks run on the workers side by side."""
   import ray  # pylint: disable=import-outside-toplevel
   from ray import cluster_utils  # pylint: disable=import-outside-toplevel
-  cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={'num_cpus': 0})
-  nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+  memory = {'object_store_memory': 100 * 2**20}  # the tasks pass no data through Ray
+  cluster = cluster_utils.Cluster(initialize_head=True,
+                                  head_node_args={'num_cpus': 0, **memory})
+  nodes = [cluster.add_node(num_cpus=1, **memory) for _ in range(2)]
   cluster.wait_for_nodes()
   yield cluster, nodes
   ray.shutdown()
@@ -175,7 +177,7 @@ def test_a_point_whose_node_dies_finishes_on_another_as_if_never_stopped(
   stopped_at = latest_step(workdir)
   total = sweep.point_config(point).total_steps
   assert stopped_at < total
-  cluster.add_node(num_cpus=1)
+  cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
   cluster.wait_for_nodes()
   for node in nodes:  # the node running the point dies, with its worker and child
     cluster.remove_node(node, allow_graceful=False)
