@@ -6,6 +6,7 @@ import pathlib
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -110,6 +111,18 @@ def test_a_second_sweep_on_one_folder_is_refused(tmp_path):
   assert second.returncode == 1
   assert lines[-1].startswith(f'error: {tmp_path} is in use: sweep by PID {os.getpid()}')
   assert 'pass another --out' in lines[-1] and not (tmp_path / 'points').exists()
+
+
+def test_a_task_removes_only_a_lock_left_on_another_host(tmp_path):
+  def lock(host, pid):
+    (tmp_path / 'run.lock').write_text(json.dumps({'host': host, 'pid': pid,
+                                                   'purpose': 'training'}))
+  lock('a-lost-node', 123)  # an attempt on a node that is gone
+  on_ray._clear_lock_of_earlier_attempt(tmp_path)  # pylint: disable=protected-access
+  assert not (tmp_path / 'run.lock').exists()
+  lock(socket.gethostname(), os.getpid())  # a live process here: left to the point's check
+  on_ray._clear_lock_of_earlier_attempt(tmp_path, wait_s=0.2)  # pylint: disable=protected-access
+  assert lock_holder(tmp_path)['pid'] == os.getpid()
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,8 @@ OUT/points/<name>/sweep.log. OUT must be a folder every node mounts at the same 
 - A child that crashes (a bug): its points are failed with the end of its log, not retried.
 
 The driver holds OUT's lock (study run), so one sweep runs on OUT at a time and a point
-lock a task finds when it starts was left by an earlier attempt of that task: removed.
+lock held on another host when a task starts was left by an attempt on a lost node: it
+is removed.
 """
 
 from __future__ import annotations
@@ -61,14 +62,30 @@ def _last_line(log: pathlib.Path) -> str:
   return lines[-1][:200] if lines else ''
 
 
+def _clear_lock_of_earlier_attempt(workdir: pathlib.Path, wait_s: float = 15) -> None:
+  """Before a task runs a point: a lock held on another host was left by an attempt on a
+  lost node (OUT's lock means no other sweep runs), so it is removed; one held by a live
+  process here is given `wait_s` to end (a child dying with its worker), after which the
+  point's own lock check reports it."""
+  holder = lock_holder(workdir)
+  if holder is None:
+    return
+  if holder.get('host') == socket.gethostname():
+    deadline = time.monotonic() + wait_s
+    while lock_holder(workdir) is not None and time.monotonic() < deadline:
+      time.sleep(0.5)
+    return
+  logging.warning('Removing the lock of %s left on %s by an earlier attempt: %s', workdir,
+                  holder.get('host'), holder)
+  (workdir / LOCK_NAME).unlink(missing_ok=True)
+
+
 def run_task(encoded_points: str, out: str, together: int, env: dict) -> int:
   """Train and evaluate the points (grids.encode) in a child process; returns its exit
   status (0 or 1) and raises Interrupted when it was killed or preempted."""
   workdirs = [pathlib.Path(out) / 'points' / p.name for p in grids.decode(encoded_points)]
   for workdir in workdirs:
-    if (holder := lock_holder(workdir)) is not None:
-      logging.warning('Removing the lock %s left by an earlier attempt: %s', workdir, holder)
-      (workdir / LOCK_NAME).unlink(missing_ok=True)
+    _clear_lock_of_earlier_attempt(workdir)
   log = workdirs[0] / LOG_NAME
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open('a') as stream:
