@@ -37,7 +37,7 @@ from jaxderain.study.grids import Point
 from jaxderain.workdir import LOCK_NAME, lock_holder
 
 # Environment variables a task's child needs from the driver's environment.
-FORWARDED_ENV = ('JAXDERAIN_DATA_DIR', 'XLA_FLAGS')
+FORWARDED_ENV = ('JAXDERAIN_DATA_DIR',)
 LOG_NAME = 'sweep.log'
 _PR_SET_PDEATHSIG = 1
 
