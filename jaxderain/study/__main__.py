@@ -71,12 +71,12 @@ def _seeds() -> list[int] | None:
 
 def _run(points, out) -> dict:
   """Run the points with the chosen engine, holding OUT's lock: one sweep per folder."""
-  if _ENGINE.value == 'local':
-    with hold(out, 'sweep', flag='--out'):
-      return sweep.run(points, out, together=_TOGETHER.value)
-  jax.config.update('jax_platforms', 'cpu')  # the driver leaves the GPUs to the tasks
-  from jaxderain.study import on_ray  # pylint: disable=g-import-not-at-top
+  if _ENGINE.value == 'ray':
+    jax.config.update('jax_platforms', 'cpu')  # the driver leaves the GPUs to the tasks
   with hold(out, 'sweep', flag='--out'):
+    if _ENGINE.value == 'local':
+      return sweep.run(points, out, together=_TOGETHER.value)
+    from jaxderain.study import on_ray  # pylint: disable=g-import-not-at-top
     return on_ray.run(points, out, together=_TOGETHER.value, address=_ADDRESS.value,
                       gpus_per_point=_GPUS_PER_POINT.value,
                       cpus_per_point=_CPUS_PER_POINT.value, retries=_RETRIES.value)

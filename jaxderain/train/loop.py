@@ -1,7 +1,8 @@
 """The train loop: resume from the latest checkpoint, step, log (a console line and
-TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints (jaxderain/train/checkpoints.py), stop cleanly on
-SIGTERM and on a non-finite loss. `fit` trains one model; `fit_together` K models by one
-vmapped step (jaxderain/train/multi_model.py), each in its own workdir."""
+TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints
+(jaxderain/train/checkpoints.py), stop cleanly on SIGTERM and on a non-finite loss.
+`fit` trains one model; `fit_together` K models by one vmapped step
+(jaxderain/train/multi_model.py), each in its own workdir."""
 
 from __future__ import annotations
 
