@@ -142,6 +142,18 @@ def test_rows_follow_the_eval_files(tmp_path):
   assert 'Figures were not drawn' in text and 'broken: no config.json' in text
 
 
+def test_points_of_the_grid_not_in_the_folder_are_listed_as_not_run(tmp_path):
+  add_point(tmp_path, 'resnet', 'natural', 'medium', 8)
+  add_point(tmp_path, 'resnet', 'natural', 'small', 8, evaluated=False)
+  expected = ['resnet_natural_medium_8_s0', 'resnet_natural_small_8_s0', 'unet_medium_8_s0']
+  result = report.write_report(tmp_path, figures=False, expected=expected)
+  assert result['num_points'] == 3
+  assert result['not_run'] == [
+      {'point': 'resnet_natural_small_8_s0', 'reason': 'no eval results'},
+      {'point': 'unet_medium_8_s0', 'reason': 'no results in this folder yet'}]
+  assert '- unet_medium_8_s0: no results in this folder yet' in result['report'].read_text()
+
+
 def by_label(verdict):
   return {t['label']: t for t in verdict['tests']}
 

@@ -4,7 +4,7 @@
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --print_commands
   python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --engine=ray [--address=auto]
-  python -m jaxderain.study report --out=studies/claims_cpu
+  python -m jaxderain.study report --out=docs/studies/cpu [--grid=study --scale=cpu]
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
@@ -69,6 +69,13 @@ def _seeds() -> list[int] | None:
   return [int(s) for s in _SEEDS.value] if _SEEDS.value else None
 
 
+def _given_grid():
+  """The points of --grid/--scale when either is passed, else None."""
+  if flags.FLAGS['grid'].present or flags.FLAGS['scale'].present:
+    return grids.grid_points(_GRID.value, _SCALE.value, _seeds())
+  return None
+
+
 def _run(points, out) -> dict:
   """Run the points with the chosen engine, holding OUT's lock: one sweep per folder."""
   if _ENGINE.value == 'ray':
@@ -98,14 +105,12 @@ def main(argv):
                       f'status --out={_OUT.value}` says why. Rerun the same command to retry '
                       'them.')
   elif argv[1] == 'status':
-    given = flags.FLAGS['grid'].present or flags.FLAGS['scale'].present
-    points = grids.grid_points(_GRID.value, _SCALE.value, _seeds()) if given else None
-    print('\n'.join(status.lines(status.point_states(_require_out(), points))))
+    print('\n'.join(status.lines(status.point_states(_require_out(), _given_grid()))))
   elif argv[1] == 'plan':
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
-    report.cli(_require_out())
+    report.cli(_require_out(), expected=[p.name for p in _given_grid() or ()])
   else:
     for name in _CATEGORIES.value:
       values = complexity.category_complexity(name, _DATA_DIR.value, _PATCHES.value,

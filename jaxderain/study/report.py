@@ -234,10 +234,12 @@ def _finite(value):
   return value
 
 
-def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict:
+def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
+                 expected: list[str] = ()) -> dict:
   """Write OUT/report/ (see the module docstring) and return what it holds.
 
   test_rain: 'auto' (results.choose_test_rain), or 'rain100L' / 'unseen' to force one.
+  expected: names of the grid's points; those with no folder in OUT are listed as not run.
   Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
   out), 'not_converged', 'unchecked', 'test_rain', 'reference_range', 'complexity',
   'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn as 'not run'),
@@ -253,6 +255,9 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   kind = results.choose_test_rain(points) if test_rain == 'auto' else test_rain
   chosen = [r for r in rows if r['testset'] == set_name(r['category'], kind)]
   has_chosen = {r['point'] for r in chosen}
+  present = {p.name for p in points} | {p['point'] for p in not_run}
+  not_run += [{'point': name, 'reason': 'no results in this folder yet'}
+              for name in expected if name not in present]
   num_points = len(points) + len(not_run)
   not_run += [{'point': p.name, 'reason': f'no {set_name(p.category, kind)} results'}
               for p in points if p.name not in has_chosen]
@@ -286,10 +291,11 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto') -> dict
   return result
 
 
-def cli(out_dir, figures: bool = True) -> None:
-  """`python -m jaxderain.study report --out=OUT`: write the report, print the verdicts
-  (NotFoundError when OUT holds no study)."""
-  result = write_report(out_dir, figures=figures)
+def cli(out_dir, figures: bool = True, expected: list[str] = ()) -> None:
+  """`python -m jaxderain.study report --out=OUT [--grid=G --scale=S]`: write the report,
+  print the verdicts (NotFoundError when OUT holds no study). With the grid, its points
+  not in OUT are listed as not run."""
+  result = write_report(out_dir, figures=figures, expected=expected)
   for verdict in result['verdicts']:
     print(f'claim {verdict["claim"]}: {verdict["status"]}')
     for test in verdict['tests']:
