@@ -26,10 +26,15 @@ cpu_flags.apply_fast_cpu_flag()
 import pytest  # pylint: disable=g-import-not-at-top
 
 
+# The real development data is handed only to the tests that ask for it (`data_dir`); every
+# other test and its child processes run as on a machine without it.
+REAL_DATA_DIR = os.environ.pop('JAXDERAIN_DATA_DIR', '')
+
+
 @pytest.fixture
 def data_dir():
   """The real development data (JAXDERAIN_DATA_DIR); tests using it skip without it."""
-  path = os.environ.get('JAXDERAIN_DATA_DIR', '')
+  path = REAL_DATA_DIR
   if not path or not pathlib.Path(path).is_dir():
     pytest.skip('JAXDERAIN_DATA_DIR is not set to a folder of real data')
   return pathlib.Path(path)

@@ -55,7 +55,6 @@ def write_pairs(folder, names=('1.png', '2.png', '10.png')):
 
 def run_prepare(*args):
   env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  env.pop('JAXDERAIN_DATA_DIR', None)
   return subprocess.run([sys.executable, '-m', 'jaxderain.data.prepare', *args], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=120, check=False)
 
