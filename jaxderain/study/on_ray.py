@@ -36,8 +36,10 @@ from jaxderain.study import grids, sweep
 from jaxderain.study.grids import Point
 from jaxderain.workdir import LOCK_NAME, lock_holder
 
-# Environment variables a task's child needs from the driver's environment.
-FORWARDED_ENV = ('JAXDERAIN_DATA_DIR',)
+# Folders from the driver's environment a task's child needs, passed as absolute paths:
+# the data, and JAX's persistent compilation cache (when set, points of one shape compile
+# once for the whole sweep).
+FORWARDED_ENV = ('JAXDERAIN_DATA_DIR', 'JAX_COMPILATION_CACHE_DIR')
 LOG_NAME = 'sweep.log'
 _PR_SET_PDEATHSIG = 1
 
@@ -167,9 +169,9 @@ def run(points: list[Point], out, together: int = 1, address: str | None = None,
   remote = ray.remote(run_task).options(
       **_resources(ray, gpus_per_point, cpus_per_point), max_retries=retries,
       retry_exceptions=[Interrupted])
-  env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-  if env.get('JAXDERAIN_DATA_DIR'):  # the tasks may start in another folder
-    env['JAXDERAIN_DATA_DIR'] = os.path.abspath(env['JAXDERAIN_DATA_DIR'])
+  # The tasks may start in another folder.
+  env = {name: os.path.abspath(os.environ[name]) for name in FORWARDED_ENV
+         if os.environ.get(name)}
   logging.info('Sweep on Ray: %d points, %d already done, %d to run; cluster: %s.',
                len(points), len(points) - len(todo), len(todo), ray.cluster_resources())
   pending = {remote.remote(grids.encode(group), str(out), together, env): group
