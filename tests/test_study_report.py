@@ -409,8 +409,11 @@ def test_rain100l_cross_category_and_strips(tmp_path):
     assert (tmp_path / 'report' / 'qualitative' / f'{folder.name}.png').is_file()
   assert 'celeba' in result['complexity_skipped']
 
-  assert report.write_report(tmp_path, figures=False, test_rain='unseen')['test_rain'] == (
-      'unseen')
+  forced = report.write_report(tmp_path, figures=False, test_rain='unseen')
+  assert forced['test_rain'] == 'unseen'  # beside the automatic report, not over it
+  assert forced['report'] == tmp_path / 'report_unseen' / 'report.md'
+  assert 'Test set: `<category>_unseen`' in forced['report'].read_text()
+  assert 'Test set: `<category>_rain100L`' in result['report'].read_text()
   (high / 'eval' / 'natural_rain100L.json').unlink()
   assert report.write_report(tmp_path, figures=False)['test_rain'] == 'unseen'
   with pytest.raises(ValueError, match='test_rain must be'):

@@ -5,6 +5,7 @@
   python -m jaxderain.study run --grid=claims --scale=cpu --out=DIR --together=8  # GPU
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --engine=ray [--address=auto]
   python -m jaxderain.study report --out=docs/studies/cpu [--grid=study --scale=cpu]
+  python -m jaxderain.study report --out=docs/studies/cpu --test_rain=unseen  # report_unseen/
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
@@ -22,6 +23,7 @@ from absl import flags
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import complexity, grids, plan, status, sweep
+from jaxderain.study.results import TEST_RAINS
 from jaxderain.workdir import hold
 
 _GRID = flags.DEFINE_enum('grid', 'smoke', list(grids.GRID_NAMES), 'Named grid.')
@@ -48,6 +50,9 @@ _CPUS_PER_POINT = flags.DEFINE_float('cpus_per_point', 1, 'For --engine=ray: CPU
                                      lower_bound=0)
 _RETRIES = flags.DEFINE_integer('retries', 3, 'For --engine=ray: runs of a point again after '
                                 'its worker or node is lost.', lower_bound=0)
+_TEST_RAIN = flags.DEFINE_enum('test_rain', 'auto', ['auto', *TEST_RAINS],
+                               'For report: the test rain of the verdicts (auto: Rain100L '
+                               'when every point has it, else the built-in unseen rain).')
 _CATEGORIES = flags.DEFINE_list('categories', ['natural'], 'For complexity.')
 _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR', ''),
                                 'Folder with real categories (optional).')
@@ -110,7 +115,8 @@ def main(argv):
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
-    report.cli(_require_out(), expected=[p.name for p in _given_grid() or ()])
+    report.cli(_require_out(), test_rain=_TEST_RAIN.value,
+               expected=[p.name for p in _given_grid() or ()])
   else:
     for name in _CATEGORIES.value:
       values = complexity.category_complexity(name, _DATA_DIR.value, _PATCHES.value,

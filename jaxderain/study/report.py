@@ -2,9 +2,10 @@
 
 Reads a sweep's output folder OUT (study/results.py) and writes OUT/report/: results.csv
 and results.json (one row per point and test set), verdicts.json, the figures as PNG
-(study/figures.py) and report.md, which shows them all.
+(study/figures.py) and report.md, which shows them all. A report on a test rain other than
+the automatic choice goes to OUT/report_<rain>/.
 
-  python -m jaxderain.study report --out=OUT      # calls cli(OUT)
+  python -m jaxderain.study report --out=OUT [--test_rain=unseen]   # calls cli(OUT)
 
 Choices:
 - The test rain and the convergence gate are results.py's: not-converged points stay in
@@ -249,7 +250,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
                      f'got {test_rain!r}.')
   out_dir = pathlib.Path(out_dir)
   points, not_run = results.load_points(out_dir)
-  report_dir = out_dir / 'report'
+  report_dir = out_dir / ('report' if test_rain == 'auto' else f'report_{test_rain}')
   report_dir.mkdir(parents=True, exist_ok=True)
   rows = results.result_rows(points)
   kind = results.choose_test_rain(points) if test_rain == 'auto' else test_rain
@@ -291,11 +292,12 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
   return result
 
 
-def cli(out_dir, figures: bool = True, expected: list[str] = ()) -> None:
-  """`python -m jaxderain.study report --out=OUT [--grid=G --scale=S]`: write the report,
-  print the verdicts (NotFoundError when OUT holds no study). With the grid, its points
-  not in OUT are listed as not run."""
-  result = write_report(out_dir, figures=figures, expected=expected)
+def cli(out_dir, figures: bool = True, test_rain: str = 'auto',
+        expected: list[str] = ()) -> None:
+  """`python -m jaxderain.study report --out=OUT [--test_rain=R] [--grid=G --scale=S]`:
+  write the report, print the verdicts (NotFoundError when OUT holds no study). With the
+  grid, its points not in OUT are listed as not run."""
+  result = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected)
   for verdict in result['verdicts']:
     print(f'claim {verdict["claim"]}: {verdict["status"]}')
     for test in verdict['tests']:
