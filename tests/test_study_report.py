@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import os
+import socket
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from jaxderain import errors
 from jaxderain.data.testsets import short_category
 from jaxderain.rain import RAIN_RANGES
 from jaxderain.study import figures, report, results, statistics
+from jaxderain.workdir import hold
 
 NS = (8, 64, 256, 1024, 30000)
 # Removal share per N for each rain range: collapse points near 8, 64 and 256.
@@ -142,15 +145,20 @@ def test_rows_follow_the_eval_files(tmp_path):
   assert 'Figures were not drawn' in text and 'broken: no config.json' in text
 
 
-def test_points_of_the_grid_not_in_the_folder_are_listed_as_not_run(tmp_path):
+def test_points_of_the_grid_not_there_or_still_running_are_listed_as_not_run(tmp_path):
   add_point(tmp_path, 'resnet', 'natural', 'medium', 8)
   add_point(tmp_path, 'resnet', 'natural', 'small', 8, evaluated=False)
+  running = add_point(tmp_path, 'resnet', 'natural', 'large', 8)  # evaluation half done
   expected = ['resnet_natural_medium_8_s0', 'resnet_natural_small_8_s0', 'unet_medium_8_s0']
-  result = report.write_report(tmp_path, figures=False, expected=expected)
-  assert result['num_points'] == 3
+  with hold(running, 'evaluation'):
+    result = report.write_report(tmp_path, figures=False, expected=expected)
+  assert result['num_points'] == 4
   assert result['not_run'] == [
+      {'point': 'resnet_natural_large_8_s0', 'reason': 'still running (evaluation by PID '
+                                                       f'{os.getpid()} on {socket.gethostname()})'},
       {'point': 'resnet_natural_small_8_s0', 'reason': 'no eval results'},
       {'point': 'unet_medium_8_s0', 'reason': 'no results in this folder yet'}]
+  assert {r['point'] for r in result['rows']} == {'resnet_natural_medium_8_s0'}
   assert '- unet_medium_8_s0: no results in this folder yet' in result['report'].read_text()
 
 

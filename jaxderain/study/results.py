@@ -26,6 +26,7 @@ import numpy as np
 from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
 from jaxderain.errors import NotFoundError
 from jaxderain.eval.metrics import METRIC_KEYS
+from jaxderain.workdir import lock_holder
 
 FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'scale',
           'testset', 'step', *METRIC_KEYS, 'identity_psnr', 'identity_E_B', 'perfect_E_R',
@@ -95,6 +96,10 @@ def load_points(out_dir) -> tuple[list[PointResult], list[dict]]:
   for path in sorted(p for p in folder.iterdir() if p.is_dir()):
     if not (path / 'config.json').is_file():
       not_run.append({'point': path.name, 'reason': 'no config.json'})
+      continue
+    if holder := lock_holder(path):  # its results may be half written
+      not_run.append({'point': path.name, 'reason': f'still running ({holder.get("purpose")} '
+                      f'by PID {holder.get("pid")} on {holder.get("host")})'})
       continue
     try:
       config = read_json(path / 'config.json')
