@@ -48,8 +48,8 @@ def eval_result(testset, e_r, e_b, share, psnr=25.0, recent=True):
 
 
 def add_point(out, arch, category, rain_range, n, seed=0, *, e_r=None, e_b=None,
-              share=None, train_psnr=25.0, sets=('unseen',), extra=None, recent=True,
-              evaluated=True):
+              share=None, train_psnr=25.0, train_share=0.5, sets=('unseen',), extra=None,
+              recent=True, evaluated=True):
   """OUT/points/<name>/ with config.json and, if evaluated, eval JSONs: `sets` of its own
   category with the given metrics (defaults: the falling curves), its train set, and
   `extra` {testset: (E_R, E_B, share)}. Returns the point's folder."""
@@ -72,7 +72,7 @@ def add_point(out, arch, category, rain_range, n, seed=0, *, e_r=None, e_b=None,
     (folder / 'eval' / f'{testset}.json').write_text(
         json.dumps(eval_result(testset, er, eb, sh, recent=recent)))
   (folder / 'eval' / f'{short}_train.json').write_text(
-      json.dumps(eval_result(f'{short}_train', 1.0, 1.0, 0.0, psnr=train_psnr,
+      json.dumps(eval_result(f'{short}_train', 1.0, 1.0, train_share, psnr=train_psnr,
                              recent=recent)))
   return folder
 
@@ -239,7 +239,8 @@ def test_not_converged_points_are_excluded_and_listed(tmp_path):
   assert statuses(result)[5] == 'PASS'
   assert all(result['verdicts'][i]['left_out'][name] == 'not converged' for i in (0, 1, 4))
   assert name not in result['verdicts'][4]['points_used']
-  assert result['not_converged'] == [{'point': name, 'psnr': 19.5, 'identity_psnr': 20.0}]
+  assert result['not_converged'] == [{'point': name, 'psnr': 19.5, 'identity_psnr': 20.0,
+                                      'net_removal': 0.5}]
   assert {r['converged'] for r in result['rows'] if r['point'] == name} == {False}
   text = result['report'].read_text()
   assert f'- {name}: train PSNR 19.50 <= identity 20.00' in text
@@ -247,7 +248,21 @@ def test_not_converged_points_are_excluded_and_listed(tmp_path):
   assert '| resnet | natural | medium | 512 |' not in text  # nor in Table 2
 
   grid_with_outlier(tmp_path / 'ungated', train_psnr=21.0)  # the same point, converged
-  assert statuses(report.write_report(tmp_path / 'ungated', figures=False))[5] == 'FAIL'
+  result = report.write_report(tmp_path / 'ungated', figures=False)
+  assert statuses(result)[5] == 'FAIL' and result['near_identity'] == []
+
+
+def test_a_model_that_outputs_its_input_is_listed_near_the_identity_and_kept(tmp_path):
+  paper_like(tmp_path)
+  name = add_point(tmp_path, 'resnet', 'natural', 'medium', 256, seed=2, train_psnr=20.0003,
+                   train_share=4e-5).name  # the identity (20 dB) up to rounding
+  result = report.write_report(tmp_path, figures=False)
+  assert result['near_identity'] == [{'point': name, 'psnr': 20.0003, 'identity_psnr': 20.0,
+                                      'net_removal': 4e-5}]
+  assert result['not_converged'] == [] and name in result['verdicts'][0]['points_used']
+  text = result['report'].read_text()
+  assert '0 not converged, 1 near the identity' in text
+  assert f'- {name}: net removal 4e-05, train PSNR 20.0003 against the identity\'s 20.0000' in text
 
 
 def test_a_claim_left_without_converged_points_is_not_converged(tmp_path):
