@@ -250,9 +250,9 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
   test_rain: 'auto' (results.choose_test_rain), or 'rain100L' / 'unseen' to force one.
   expected: names of the grid's points; those with no folder in OUT are listed as not run.
   Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
-  out), 'not_converged', 'near_identity', 'unchecked', 'test_rain', 'reference_range', 'complexity',
-  'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn as 'not run'),
-  'report' (path of report.md)}."""
+  out), 'not_converged', 'near_identity', 'unchecked', 'test_rain', 'reference_range',
+  'complexity', 'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn
+  as 'not run'), 'report' (path of report.md)}."""
   if test_rain not in ('auto', *results.TEST_RAINS):
     raise ConfigError(f'test_rain must be auto, {" or ".join(results.TEST_RAINS)}; '
                      f'got {test_rain!r}.')
