@@ -73,9 +73,20 @@ def test_slope_and_collapse_point_on_exact_curves():
   assert math.isnan(statistics.collapse_log2(x)(np.ones(10)))
 
 
+def test_a_ratio_infinite_in_many_draws_has_an_infinite_bound():
+  groups = [[1.0, 1.1], [0.0, 0.1]]  # the denominator's mean is often 0 or below
+  ratio = lambda means: np.asarray(means)[..., 0] / np.maximum(np.asarray(means)[..., 1], 0)
+  with np.errstate(divide='ignore'):
+    interval = statistics.bootstrap(ratio, groups)
+  assert math.isfinite(interval.low) and interval.low > 0 and interval.high == math.inf
+  assert statistics.direction(interval, +1) == statistics.PASS
+  assert '[' in interval.text() and 'no interval' not in interval.text()
+
+
 def test_combine_and_direction():
   interval = lambda low, high: statistics.Interval(0.0, low, high, 3)
   assert statistics.direction(interval(0.1, 0.2), +1) == statistics.PASS
+  assert statistics.direction(interval(-math.inf, -0.2), +1) == statistics.FAIL
   assert statistics.direction(interval(0.1, 0.2), -1) == statistics.FAIL
   assert statistics.direction(interval(-0.1, 0.2), +1) == statistics.INCONCLUSIVE
   assert statistics.combine([]) == statistics.NOT_RUN

@@ -30,14 +30,15 @@ DRAWS = 4000
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-  """A statistic's value on the seed means and its bootstrap interval (NaN: none)."""
+  """A statistic's value on the seed means and its bootstrap interval (NaN: none; a bound
+  is infinite where more than 2.5% of the draws are)."""
   estimate: float
   low: float
   high: float
   df: int
 
   def text(self, digits: int = 3) -> str:
-    if not math.isfinite(self.low):
+    if math.isnan(self.low):
       return f'{self.estimate:.{digits}g} (no interval: 1 seed a point)'
     return (f'{self.estimate:.{digits}g} [{self.low:.{digits}g}, {self.high:.{digits}g}]')
 
@@ -75,16 +76,23 @@ def bootstrap(statistic: Callable[[np.ndarray], np.ndarray],
   sigma2 = variance * df / rng.chisquare(df, size=(draws, 1))
   sampled = means + rng.standard_normal((draws, len(means))) * np.sqrt(sigma2 / counts)
   values = np.asarray(statistic(sampled), float)
+  values = values[~np.isnan(values)]  # undefined draws (e.g. a curve with equal ends)
+  if not np.isfinite(values).any():
+    return Interval(estimate, math.nan, math.nan, df)
   tail = (1 - LEVEL) / 2 * 100
-  low, high = np.nanpercentile(values, [tail, 100 - tail]) if np.isfinite(values).any() \
-      else (math.nan, math.nan)
-  return Interval(estimate, float(low), float(high), df)
+  bounds = np.percentile(values, [tail, 100 - tail])
+  # A ratio can be infinite in some draws; between two infinite draws the interpolation
+  # gives NaN where the bound is that infinity.
+  bounds = np.where(np.isnan(bounds), np.percentile(values, [tail, 100 - tail],
+                                                    method='nearest'), bounds)
+  return Interval(estimate, float(bounds[0]), float(bounds[1]), df)
 
 
 def direction(interval: Interval, expected: int) -> str:
   """PASS when the interval lies wholly on the `expected` side of 0 (+1 or -1), FAIL when
-  wholly on the other side, else INCONCLUSIVE (also without an interval)."""
-  if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+  wholly on the other side, else INCONCLUSIVE (also without an interval). A bound may be
+  infinite."""
+  if math.isnan(interval.low) or math.isnan(interval.high):
     return INCONCLUSIVE
   if expected * interval.low > 0 and expected * interval.high > 0:
     return PASS
