@@ -80,9 +80,10 @@ def bootstrap(statistic: Callable[[np.ndarray], np.ndarray],
   if not np.isfinite(values).any():
     return Interval(estimate, math.nan, math.nan, df)
   tail = (1 - LEVEL) / 2 * 100
-  bounds = np.percentile(values, [tail, 100 - tail])
   # A ratio can be infinite in some draws; between two infinite draws the interpolation
   # gives NaN where the bound is that infinity.
+  with np.errstate(invalid='ignore'):
+    bounds = np.percentile(values, [tail, 100 - tail])
   bounds = np.where(np.isnan(bounds), np.percentile(values, [tail, 100 - tail],
                                                     method='nearest'), bounds)
   return Interval(estimate, float(bounds[0]), float(bounds[1]), df)
