@@ -72,10 +72,9 @@ class PointResult:
   def near_identity(self) -> bool:
     """Whether the gate kept it although it removes almost none of its own training rain
     (net removal below NEAR_IDENTITY): a model that outputs its input, up to rounding."""
-    result = self.evals.get(set_name(self.category, TRAIN))
-    if not self.converged or result is None:
+    if not self.converged:  # also without a train set
       return False
-    net_removal = _metrics(result)['net_removal']
+    net_removal = self.gate()['net_removal']
     return net_removal is not None and net_removal < NEAR_IDENTITY
 
 
