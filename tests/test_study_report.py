@@ -13,7 +13,7 @@ from PIL import Image
 from jaxderain import errors
 from jaxderain.data.testsets import short_category
 from jaxderain.rain import RAIN_RANGES
-from jaxderain.study import figures, report, results, statistics
+from jaxderain.study import figures, report, results, statistics, verdicts
 from jaxderain.workdir import hold
 
 NS = (8, 64, 256, 1024, 30000)
@@ -203,6 +203,11 @@ def test_paper_like_grid_passes_with_its_statistics(tmp_path):
   for name, title in figures.FIGURES.values():
     assert f'![{title}' in text and f']({name})' in text
   assert '| 1 | Removal falls as N grows' in text and '**PASS**' in text
+  assert [(verdicts.reference_test(v) or {}).get('label') for v in result['verdicts']] == [
+      'resnet/natural/medium', 'resnet/natural: small -> medium', 'resnet/natural/medium',
+      None, 'resnet/natural: N=8 medium vs N=30000 medium', None]
+  few = 'resnet/natural: N=8 medium vs N=30000 medium'
+  assert f'**PASS** | {few}: {tradeoff[few]["statistic"]} (PASS) |' in text
   assert '### Claim 2: PASS' in text and 'Points used (30)' in text
   assert ('| resnet | natural | medium | 8 | 2 | 34.25 | 0.805 | 0.000 | 15.02 | 25.00 | '
           '0.700 |') in text

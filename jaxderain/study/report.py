@@ -124,10 +124,13 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       *(['**Scale smoke checks the pipeline only: its verdicts carry no evidence.**']
         if scales == ['smoke'] else []),
       _machines_line(points),
-      '', '## Verdicts', '', VERDICT_METHOD, '', '| claim | statement | status |',
-      '|---|---|---|']
+      '', '## Verdicts', '', VERDICT_METHOD, '',
+      '| claim | statement | status | read first: resnet/natural/medium (claim 4: the first test with its status) |',
+      '|---|---|---|---|']
   for v in result['verdicts']:
-    text.append(f'| {v["claim"]} | {v["text"]} | **{v["status"]}** |')
+    first = verdicts.reference_test(v)
+    first = f'{first["label"]}: {first["statistic"]} ({first["status"]})' if first else '-'
+    text.append(f'| {v["claim"]} | {v["text"]} | **{v["status"]}** | {first} |')
   for v in result['verdicts']:
     text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
              else f'### Distance: {v["status"]}', '', v['text'] + '.', '']

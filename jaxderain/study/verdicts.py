@@ -54,6 +54,12 @@ CLAIMS = {
 DISTANCE_CLAIM = ('The gap in net removal between the fewest and the most backgrounds grows '
                   'as the test rain moves beyond the training range (slope of the gap '
                   'against the angle offset > 0)')
+# The test each claim is read by first: resnet on natural backgrounds and medium rain,
+# the group every part of the study shares, as (label prefix, text the label contains);
+# claim 4 compares categories and has none.
+REFERENCE_TESTS = {1: ('resnet/natural/medium', ''), 2: ('resnet/natural: small', ''),
+                   3: ('resnet/natural/medium', ''), 5: ('resnet/natural: ', ' medium vs '),
+                   'distance': ('resnet/natural/medium: ', '')}
 
 
 def label(key) -> str:
@@ -103,6 +109,16 @@ def verdict(claim, tests, scope_points, left_out_reason, excluded=()) -> dict:
   return {'claim': claim, 'text': CLAIMS.get(claim, DISTANCE_CLAIM), 'status': status,
           'statistic': statistic or 'no test could be computed', 'tests': tests,
           'points_used': sorted(used), 'left_out': dict(sorted(left_out.items()))}
+
+
+def reference_test(claim_verdict: dict) -> dict | None:
+  """The claim's first test on the reference group (REFERENCE_TESTS), else its first test
+  whose status is the claim's; None when it has no test."""
+  prefix, inside = REFERENCE_TESTS.get(claim_verdict['claim'], (None, ''))
+  tests = claim_verdict['tests']
+  return next((t for t in tests if prefix and t['label'].startswith(prefix)
+               and inside in t['label']),
+              next((t for t in tests if t['status'] == claim_verdict['status']), None))
 
 
 def _scope(rows, predicate=lambda row: True) -> list[str]:
