@@ -76,7 +76,13 @@ def _n_axis(axis, ns):
   axis.xaxis.set_minor_locator(ticker.NullLocator())
   axis.set_xticks(ns, [str(n) for n in ns], rotation=45)
   axis.set_xlabel('N (background patches)')
-  axis.legend(fontsize='small')
+  _legend(axis)
+
+
+def _legend(axis):
+  """A legend of the axis's labelled lines, if it has any."""
+  if axis.get_legend_handles_labels()[0]:
+    axis.legend(fontsize='small')
 
 
 def _panels(path, title: str, series: dict[str, dict[str, list[Level]]], ylabel: str,
@@ -161,7 +167,7 @@ def _distance_figure(path, rows: list[dict]) -> bool:
         axis.set_xlabel(f'streak {axis_name} (px)')
       axis.set_title(f'{verdicts.label(group)}: {axis_name}')
       axis.set_ylabel('net removal')
-      axis.legend(fontsize='small')
+      _legend(axis)
   figure.savefig(path, dpi=80)
   return bool(groups)
 
