@@ -138,7 +138,8 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**')
       if t.get('gaps'):
         text.append('  - gap by offset: ' + ', '.join(
-            f'{o}: {e:.3f} [{lo:.3f}, {hi:.3f}]' for o, (e, lo, hi) in t['gaps'].items()))
+            f'{o}: {e:.3f}' + ('' if math.isnan(lo) else f' [{lo:.3f}, {hi:.3f}]')
+            for o, (e, lo, hi) in t['gaps'].items()))
     if not v['tests']:
       text.append(f'- {v["statistic"]}')
     if v.get('note'):
