@@ -125,11 +125,11 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
         if scales == ['smoke'] else []),
       _machines_line(points),
       '', '## Verdicts', '', VERDICT_METHOD, '',
-      '| claim | statement | status | read first: resnet/natural/medium (claim 4: the first test with its status) |',
-      '|---|---|---|---|']
+      '| claim | statement | status | read first: resnet/natural/medium '
+      '(claim 4: the first test with its status) |', '|---|---|---|---|']
   for v in result['verdicts']:
-    first = verdicts.reference_test(v)
-    first = f'{first["label"]}: {first["statistic"]} ({first["status"]})' if first else '-'
+    test = verdicts.reference_test(v)
+    first = f'{test["label"]}: {test["statistic"]} ({test["status"]})' if test else '-'
     text.append(f'| {v["claim"]} | {v["text"]} | **{v["status"]}** | {first} |')
   for v in result['verdicts']:
     text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
