@@ -114,7 +114,8 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       f'({"Rain100L rain layers" if kind == RAIN100L else "built-in unseen rain"} on '
       'held-out backgrounds; Rain100L is used only when every evaluated point has it).',
       f'Metrics: means over the last checkpoints\' evaluations for {recent} of '
-      f'{len(points)} points, the final checkpoint\'s values for the others.',
+      f'{len(points)} points' + (', the final checkpoint\'s values for the others.'
+                                 if recent < len(points) else '.'),
       f'Figures 4, 6a, 7 and 10 show the {result["reference_range"]} rain range; curves '
       'are seed means with min-max bars. Not-converged points are left out of the '
       'figures, Table 2 and the verdicts.',
