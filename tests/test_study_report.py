@@ -254,20 +254,31 @@ def test_not_converged_points_are_excluded_and_listed(tmp_path):
 
   grid_with_outlier(tmp_path / 'ungated', train_psnr=21.0)  # the same point, converged
   result = report.write_report(tmp_path / 'ungated', figures=False)
-  assert statuses(result)[5] == 'FAIL' and result['near_identity'] == []
+  assert statuses(result)[5] == 'FAIL' and result['little_removal'] == []
 
 
-def test_a_model_that_outputs_its_input_is_listed_near_the_identity_and_kept(tmp_path):
+def test_models_that_remove_little_of_their_training_rain_are_listed_and_kept(tmp_path):
   paper_like(tmp_path)
   name = add_point(tmp_path, 'resnet', 'natural', 'medium', 256, seed=2, train_psnr=20.0003,
                    train_share=4e-5).name  # the identity (20 dB) up to rounding
+  darkening = add_point(tmp_path, 'resnet', 'natural', 'medium', 256, seed=3,
+                        train_psnr=27.0)  # removes rain, and darkens rain pixels more
+  train_json = darkening / 'eval' / 'natural_train.json'
+  train = json.loads(train_json.read_text())
+  train['recent'].update(removal_share=0.85, net_removal=-0.25, over_subtraction=0.96)
+  train_json.write_text(json.dumps(train))
   result = report.write_report(tmp_path, figures=False)
-  assert result['near_identity'] == [{'point': name, 'psnr': 20.0003, 'identity_psnr': 20.0,
-                                      'net_removal': 4e-5}]
+  assert result['little_removal'] == [
+      {'point': name, 'psnr': 20.0003, 'identity_psnr': 20.0, 'net_removal': 4e-5,
+       'why': 'near the identity'},
+      {'point': darkening.name, 'psnr': 27.0, 'identity_psnr': 20.0, 'net_removal': -0.25,
+       'why': 'over-subtracting'}]
   assert result['not_converged'] == [] and name in result['verdicts'][0]['points_used']
   text = result['report'].read_text()
-  assert '0 not converged, 1 near the identity' in text
-  assert f'- {name}: net removal 4e-05, train PSNR 20.0003 against the identity\'s 20.0000' in text
+  assert '0 not converged, 2 removing little of their own training rain' in text
+  assert (f'- {name}: near the identity: net removal 4e-05, train PSNR 20.0003 against the '
+          'identity\'s 20.0000') in text
+  assert f'- {darkening.name}: over-subtracting: net removal -0.25' in text
 
 
 def test_a_claim_left_without_converged_points_is_not_converged(tmp_path):

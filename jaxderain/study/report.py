@@ -107,8 +107,8 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       '# Study report', '',
       f'{result["num_points"]} grid points: {len(result["not_run"])} not run, '
       f'{len(result["not_converged"])} not converged' + (
-          f', {len(result["near_identity"])} near the identity (listed at the end).'
-          if result['near_identity'] else '.'),
+          f', {len(result["little_removal"])} removing little of their own training rain '
+          '(listed at the end).' if result['little_removal'] else '.'),
       '', f'Units: {units}.', '',
       f'Test set: `<category>_{kind}` '
       f'({"Rain100L rain layers" if kind == RAIN100L else "built-in unseen rain"} on '
@@ -176,12 +176,12 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
   text += ['', '## NOT CONVERGED (excluded: train-set PSNR not above the identity\'s)', '']
   text += [f'- {p["point"]}: train PSNR {p["psnr"]:.2f} <= identity '
            f'{p["identity_psnr"]:.2f}' for p in result['not_converged']] or ['_none_']
-  if result['near_identity']:
-    text += ['', f'Kept by the gate but near the identity (net removal on their own training '
-             f'rain below {results.NEAR_IDENTITY}; the verdicts include them):', '',
-             *[f'- {p["point"]}: net removal {p["net_removal"]:.2g}, train PSNR '
+  if result['little_removal']:
+    text += ['', f'Kept by the gate but removing little of their own training rain (net '
+             f'removal below {results.LITTLE_REMOVAL}; the verdicts include them):', '',
+             *[f'- {p["point"]}: {p["why"]}: net removal {p["net_removal"]:.2g}, train PSNR '
                f'{p["psnr"]:.4f} against the identity\'s {p["identity_psnr"]:.4f}'
-               for p in result['near_identity']]]
+               for p in result['little_removal']]]
   if result['unchecked']:
     text += ['', 'Convergence not checked (no train test set): ' +
              ', '.join(result['unchecked']) + '.']
@@ -255,7 +255,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
   test_rain: 'auto' (results.choose_test_rain), or 'rain100L' / 'unseen' to force one.
   expected: names of the grid's points; those with no folder in OUT are listed as not run.
   Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
-  out), 'not_converged', 'near_identity', 'unchecked', 'test_rain', 'reference_range',
+  out), 'not_converged', 'little_removal', 'unchecked', 'test_rain', 'reference_range',
   'complexity', 'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn
   as 'not run'), 'report' (path of report.md)}."""
   if test_rain not in ('auto', *results.TEST_RAINS):
@@ -283,7 +283,8 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
       'reference_range': results.reference_range(kept),
       'not_converged': [p.gate() for p in points if p.converged is False],
       'unchecked': [p.name for p in points if p.converged is None],
-      'near_identity': [p.gate() for p in points if p.near_identity],
+      'little_removal': [{**p.gate(), 'why': why} for p in points
+                         if (why := p.little_removal)],
       'verdicts': verdicts.claim_verdicts(chosen, stats, rows),
       'complexity': stats, 'complexity_skipped': skipped,
       'figures': {}, 'empty_figures': [], 'report': report_dir / 'report.md'}
@@ -299,7 +300,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
     writer.writerows(rows)
   (report_dir / 'results.json').write_text(json.dumps(_finite(rows), indent=1))
   summary = {k: result[k] for k in ('verdicts', 'not_run', 'unreadable', 'not_converged',
-                                    'near_identity', 'unchecked', 'test_rain',
+                                    'little_removal', 'unchecked', 'test_rain',
                                     'reference_range', 'complexity', 'complexity_skipped')}
   (report_dir / 'verdicts.json').write_text(json.dumps(_finite(summary), indent=1))
   result['report'].write_text(_markdown(result, points, kept, report_dir, drawn))

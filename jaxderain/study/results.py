@@ -33,8 +33,9 @@ FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'sca
           'converged')
 TEST_RAINS = (RAIN100L, UNSEEN)  # the test rains a report can use, preferred first
 # Net removal on its own training rain below which a point that passed the gate is listed
-# as near the identity (listed for the reader; the verdicts keep it).
-NEAR_IDENTITY = 0.01
+# for the reader (the verdicts keep it): near the identity when its removal share is below
+# it too (it outputs its input), else over-subtracting (it removes rain and more).
+LITTLE_REMOVAL = 0.01
 
 
 @dataclasses.dataclass
@@ -69,13 +70,18 @@ class PointResult:
             'net_removal': _metrics(result)['net_removal']}
 
   @property
-  def near_identity(self) -> bool:
-    """Whether the gate kept it although it removes almost none of its own training rain
-    (net removal below NEAR_IDENTITY): a model that outputs its input, up to rounding."""
+  def little_removal(self) -> str | None:
+    """Why the gate kept it although its net removal of its own training rain is below
+    LITTLE_REMOVAL: 'near the identity' (it outputs its input, up to rounding) or
+    'over-subtracting' (it removes rain but darkens the rain pixels below the clean
+    image); None when its net removal is not that small or it failed the gate."""
     if not self.converged:  # also without a train set
-      return False
-    net_removal = self.gate()['net_removal']
-    return net_removal is not None and net_removal < NEAR_IDENTITY
+      return None
+    metrics = _metrics(self.evals[set_name(self.category, TRAIN)])
+    if metrics['net_removal'] is None or metrics['net_removal'] >= LITTLE_REMOVAL:
+      return None
+    share = metrics['removal_share']
+    return 'near the identity' if share is None or share < LITTLE_REMOVAL else 'over-subtracting'
 
 
 def gate_psnrs(result: dict) -> tuple[float, float]:
