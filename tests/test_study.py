@@ -95,6 +95,9 @@ def test_sweep_killed_mid_run_resumes_where_it_stopped(local_study):
   assert 1 <= len(done_before) < 4
   assert summary['skipped'] == len(done_before)
   assert summary['done'] == 4 - len(done_before) and not summary['failed']
+  for name in done_before:  # trained from scratch in the first run
+    assert json.loads((out / 'points' / name / 'done.json').read_text())[
+        'resumed_from_step'] == 0
   for point in grids.grid_points('smoke', 'smoke'):
     result = json.loads((out / 'points' / point.name / 'eval' / 'natural_unseen.json')
                         .read_text())
@@ -198,6 +201,8 @@ def test_a_point_whose_node_dies_finishes_on_another_as_if_never_stopped(
   assert summary == {'done': 1, 'skipped': 0, 'failed': {}}
   log = (workdir / on_ray.LOG_NAME).read_text()
   assert log.count('--- ') == 2 and 'Resuming from checkpoint at step' in log
+  done = json.loads((workdir / 'done.json').read_text())
+  assert stopped_at <= done['resumed_from_step'] < total  # timed from the resumed step
   reference = local_study[0] / 'points' / point.name / 'checkpoints'
   assert checkpoints.saved_fingerprint(workdir / 'checkpoints', total) == \
       checkpoints.saved_fingerprint(reference, total) is not None

@@ -162,6 +162,22 @@ def test_points_of_the_grid_not_there_or_still_running_are_listed_as_not_run(tmp
   assert '- unet_medium_8_s0: no results in this folder yet' in result['report'].read_text()
 
 
+def test_compute_and_machines_come_from_the_sweeps_done_json(tmp_path):
+  def timed(n, seconds, cpu, **extra):
+    folder = add_point(tmp_path, 'resnet', 'natural', 'medium', n)
+    (folder / 'done.json').write_text(json.dumps(
+        {'arg': 'x', 'seconds': seconds, 'results': [], 'device': 'cpu', 'cpu': cpu, **extra}))
+  timed(8, 100.0, 'AMD EPYC')  # written before done.json said where a run resumed
+  timed(64, 300.0, 'Xeon', resumed_from_step=2000)
+  timed(256, 200.0, 'Xeon', resumed_from_step=0)
+  add_point(tmp_path, 'resnet', 'natural', 'medium', 1024)  # not timed by a sweep
+  text = report.write_report(tmp_path, figures=False)['report'].read_text()
+  assert ('Compute: 10.0 min of training and evaluation over 3 timed points (200 s a point); '
+          '1 of them resumed from a checkpoint and timed from there only; 1 do not record '
+          'whether they resumed.') in text
+  assert 'Machines: 2 points on cpu (Xeon); 1 points on cpu (AMD EPYC).' in text
+
+
 def by_label(verdict):
   return {t['label']: t for t in verdict['tests']}
 

@@ -218,8 +218,14 @@ def _compute_line(points: list[PointResult]) -> str:
   seconds = [p.seconds for p in points if p.seconds is not None]
   if not seconds:
     return 'Compute: no point was timed by the sweep.'
+  starts = [p.resumed_from_step for p in points if p.seconds is not None]
+  resumed, unknown = sum(bool(s) for s in starts), starts.count(None)
+  notes = ([f'{resumed} of them resumed from a checkpoint and timed from there only']
+           if resumed else []) + ([f'{unknown} do not record whether they resumed']
+                                  if unknown and unknown < len(starts) else [])
   return (f'Compute: {sum(seconds) / 60:.1f} min of training and evaluation over '
-          f'{len(seconds)} timed points ({sum(seconds) / len(seconds):.0f} s a point).')
+          f'{len(seconds)} timed points ({sum(seconds) / len(seconds):.0f} s a point)' +
+          ''.join(f'; {n}' for n in notes) + '.')
 
 
 def _complexities(points: list[PointResult],

@@ -46,6 +46,8 @@ class PointResult:
   config: dict
   evals: dict[str, dict]
   seconds: float | None = None  # training + eval wall time, from the sweep's done.json
+  resumed_from_step: int | None = None  # the step the timed run started from (done.json;
+  # 0: trained from scratch; None: a done.json written before it recorded this)
   machine: dict = dataclasses.field(default_factory=dict)  # where it ran, from done.json
   unreadable: list[str] = dataclasses.field(default_factory=list)  # eval files left out
 
@@ -133,10 +135,11 @@ def load_points(out_dir) -> tuple[list[PointResult], list[dict]]:
         evals[file.stem] = read_json(file)
       except ValueError as error:
         unreadable.append(str(error).removeprefix('unreadable '))
-    machine = {k: v for k, v in done.items() if k not in ('arg', 'seconds', 'results')}
+    machine = {k: v for k, v in done.items()
+               if k not in ('arg', 'seconds', 'resumed_from_step', 'results')}
     if evals:
       points.append(PointResult(path.name, path, config, evals, done.get('seconds'),
-                                machine, unreadable))
+                                done.get('resumed_from_step'), machine, unreadable))
     else:
       reason = 'no eval results' + (f' (unreadable: {"; ".join(unreadable)})'
                                     if unreadable else '')

@@ -124,10 +124,11 @@ def run(points: list[Point], out, together: int = 1) -> dict:
                len(points) - len(todo), len(todo))
   failures, finished, started, index = {}, 0, time.time(), -1
   for group in groups(todo, out, together):
+    first_steps = {p.name: latest_step(out / 'points' / p.name) or 0 for p in group}
     shared_seconds = train_group(group, out) / len(group) if len(group) > 1 else 0.0
     for point in group:
       index += 1
-      if not _run_point(point, out, shared_seconds, failures):
+      if not _run_point(point, out, shared_seconds, first_steps[point.name], failures):
         continue
       finished += 1
       elapsed = time.time() - started
@@ -137,9 +138,10 @@ def run(points: list[Point], out, together: int = 1) -> dict:
   return {'done': finished, 'skipped': len(points) - len(todo), 'failed': failures}
 
 
-def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
+def _run_point(point: Point, out: pathlib.Path, shared_seconds: float, first_step: int,
                failures: dict) -> bool:
-  """Train (or finish training) and evaluate one point, then write its done.json;
+  """Train (or finish training) and evaluate one point, then write its done.json, whose
+  seconds time this run from `first_step` (the checkpoint it resumed from, 0 if fresh);
   False, with the reason in `failures`, if it cannot run (a UserError)."""
   workdir = out / 'points' / point.name
   (workdir / FAILED_NAME).unlink(missing_ok=True)  # it failed before; it runs again now
@@ -155,7 +157,7 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float,
     return False
   (workdir / 'done.json').write_text(json.dumps(
       {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
-       'results': sorted(f'{name}.json' for name in results), **machine()}))
+       'resumed_from_step': first_step, 'results': sorted(f'{name}.json' for name in results), **machine()}))
   return True
 
 
