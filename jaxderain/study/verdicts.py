@@ -54,16 +54,19 @@ CLAIMS = {
 DISTANCE_CLAIM = ('The gap in net removal between the fewest and the most backgrounds grows '
                   'as the test rain moves beyond the training range (slope of the gap '
                   'against the angle offset > 0)')
-# The test each claim is read by first: resnet on natural backgrounds and medium rain,
-# the group every part of the study shares, as (label prefix, text the label contains);
-# claim 4 compares categories and has none.
-REFERENCE_TESTS = {1: ('resnet/natural/medium', ''), 2: ('resnet/natural: small', ''),
-                   3: ('resnet/natural/medium', ''), 5: ('resnet/natural: ', ' medium vs '),
-                   'distance': ('resnet/natural/medium: ', '')}
+# The group each claim's tests are read by first: resnet on natural backgrounds and medium
+# rain, the group every part of the study shares (claim 4 compares categories: it has none).
+REFERENCE_GROUP = {'arch': 'resnet', 'category': 'natural', 'rain_range': 'medium'}
 
 
 def label(key) -> str:
   return '/'.join(str(k) for k in key)
+
+
+def group(arch, category, rain_range=None) -> dict:
+  """A test's group: what it holds fixed (a claim 2 test spans rain ranges)."""
+  return {'arch': arch, 'category': category,
+          **({'rain_range': rain_range} if rain_range else {})}
 
 
 def seed_values(rows, metric, keys=('arch', 'category', 'rain_range')):
@@ -112,12 +115,11 @@ def verdict(claim, tests, scope_points, left_out_reason, excluded=()) -> dict:
 
 
 def reference_test(claim_verdict: dict) -> dict | None:
-  """The claim's first test on the reference group (REFERENCE_TESTS), else its first test
+  """The claim's first test whose group agrees with REFERENCE_GROUP, else its first test
   whose status is the claim's; None when it has no test."""
-  prefix, inside = REFERENCE_TESTS.get(claim_verdict['claim'], (None, ''))
   tests = claim_verdict['tests']
-  return next((t for t in tests if prefix and t['label'].startswith(prefix)
-               and inside in t['label']),
+  return next((t for t in tests if 'group' in t and all(
+      REFERENCE_GROUP[k] == v for k, v in t['group'].items())),
               next((t for t in tests if t['status'] == claim_verdict['status']), None))
 
 
@@ -141,7 +143,7 @@ def claim_falls(rows, excluded=()) -> dict:
                               noise['E_R'].get(key[:2]))
     tests.append(_test(label(key), f'net removal per doubling of N {removal.text()} '
                        f'(E_R {er.text()})', removal, statistics.direction(removal, -1),
-                       _names(*by_n.values()), E_R=er.as_dict()))
+                       _names(*by_n.values()), group=group(*key), E_R=er.as_dict()))
   return verdict(1, tests, _scope(rows), f'its curve has fewer than {MIN_LEVELS} values of N',
                  excluded)
 
@@ -169,7 +171,7 @@ def claim_collapse(rows, excluded=()) -> dict:
           f'resnet/{category}: {narrow} -> {wide}',
           f'collapse N {narrow_n:.0f} -> {wide_n:.0f}, shift in log2 N {interval.text()}',
           interval, statistics.direction(interval, +1),
-          _names(*first.values(), *second.values())))
+          _names(*first.values(), *second.values()), group=group('resnet', category)))
   return verdict(2, tests, _scope(resnet), f'needs resnet curves of two rain ranges with '
                  f'{MIN_LEVELS} values of N in one category', excluded)
 
@@ -212,7 +214,8 @@ def claim_flattens(rows, excluded=()) -> dict:
       status = INCONCLUSIVE
     tests.append(_test(label(key), f'E_B per doubling of N {falls.text()}, change after '
                        f'{FLAT_FROM} / before {ratio.text(2)}', falls, status,
-                       _names(*by_n.values()), flattening=ratio.as_dict()))
+                       _names(*by_n.values()), group=group(*key),
+                       flattening=ratio.as_dict()))
   return verdict(3, tests, _scope(rows), f'its curve needs {MIN_LEVELS} values of N on both '
                  f'sides of {FLAT_FROM}', excluded)
 
@@ -273,7 +276,7 @@ def claim_tradeoff(rows, excluded=()) -> dict:
           f'net removal {intervals[REMOVAL].text()}, E_B {intervals["E_B"].text()}',
           intervals[REMOVAL], statistics.combine([beats, loses]),
           _names(table[objective][REMOVAL], table[baseline][REMOVAL]),
-          E_B=intervals['E_B'].as_dict()))
+          group=group(arch, category, objective[1]), E_B=intervals['E_B'].as_dict()))
   return verdict(5, tests, _scope(rows), f'N > {FEW_BACKGROUNDS} and not a baseline, or no '
                  'baseline (largest N > 512, medium rain) in its arch and category', excluded)
 
@@ -357,7 +360,7 @@ def distance_verdict(rows, excluded=(), axis: str = DISTANCE_AXIS) -> dict:
         f'{label(key)}: N={ns[0]} vs N={ns[-1]}',
         f'gap slope per unit of {axis} offset {interval.text()}; curves {where}',
         interval, statistics.direction(interval, +1), _names(few, many),
-        separates_at=separation, offsets=beyond[key],
+        group=group(*key), separates_at=separation, offsets=beyond[key],
         gaps={f'{o:g}': [g.estimate, g.low, g.high] for o, g in gaps.items()}))
   return verdict('distance', tests, _scope(shifted), f'needs {MIN_LEVELS} {axis} offsets '
                  'at or beyond its training range and two values of N', excluded)
