@@ -1,6 +1,7 @@
 """Nothing lost: bad inputs stop before any work with one line, outputs never overwrite
 inputs, a workdir serves one run at a time. Marker: reliability."""
 
+import errno
 import json
 import logging
 import os
@@ -75,11 +76,12 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
                                '--seeds=0,1; got abc.')
 
 
-def train_until_checkpoint_20(workdir, checkpoint_every):
+def train_until_checkpoint_20(workdir, checkpoint_every, *flags):
   """A long smoke training in a child, returned once its checkpoint of step 20 exists."""
   run = subprocess.Popen(
       [sys.executable, 'launch.py', f'--config={SMOKE}', f'--workdir={workdir}',
-       '--config.total_steps=100000', f'--config.checkpoint_every={checkpoint_every}'],
+       '--config.total_steps=100000', f'--config.checkpoint_every={checkpoint_every}',
+       *flags],
       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 300
   while not (pathlib.Path(workdir) / 'checkpoints' / '20').is_dir() and time.time() < deadline:
@@ -169,13 +171,36 @@ def small_disk(tmp_path):
   subprocess.run(['umount', str(mount_point)], check=False)
 
 
+def fill(disk) -> None:
+  """Take all but 4 KiB of DISK's free space, while a run may be writing to it."""
+  stats = os.statvfs(disk)
+  assert stats.f_blocks * stats.f_frsize <= 8 * 2**20, f'{disk} is not the small disk'
+  with open(disk / 'filler', 'wb') as filler:
+    for _ in range(100):
+      stats = os.statvfs(disk)
+      room = stats.f_bavail * stats.f_frsize - 4096
+      if room <= 0:
+        return
+      try:
+        os.posix_fallocate(filler.fileno(), os.fstat(filler.fileno()).st_size, room)
+        return
+      except OSError as error:  # the run took some of that space meanwhile: again
+        if error.errno != errno.ENOSPC:
+          raise
+  raise AssertionError(f'could not fill {disk}')
+
+
 def test_a_full_disk_names_the_step_that_failed_in_one_line(small_disk):
   workdir = small_disk / 'run'
-  run = train_until_checkpoint_20(workdir, checkpoint_every=10)
-  stats = os.statvfs(small_disk)
-  with open(small_disk / 'filler', 'wb') as filler:  # the disk fills up mid-run
-    os.posix_fallocate(filler.fileno(), 0, stats.f_bavail * stats.f_frsize - 4096)
-  _, err = run.communicate(timeout=300)
+  # No checkpoint is deleted during the test: deleting an old one would free room for the
+  # next, and a run whose disk fills just as a save finishes would then go on saving.
+  run = train_until_checkpoint_20(workdir, 10, '--config.keep_checkpoints=100')
+  try:
+    fill(small_disk)  # the disk fills up mid-run
+    _, err = run.communicate(timeout=300)
+  finally:
+    run.kill()  # a run still going (the test failed) must not outlive it, nor hold the disk
+    run.wait()
   assert run.returncode == 1
   # orbax's logged tracebacks are kept off the console; tensorstore's C++ callbacks may
   # still echo the failure as "Event loop is closed" tracebacks, and nothing else.
