@@ -157,7 +157,8 @@ def _run_point(point: Point, out: pathlib.Path, shared_seconds: float, first_ste
     return False
   (workdir / 'done.json').write_text(json.dumps(
       {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
-       'resumed_from_step': first_step, 'results': sorted(f'{name}.json' for name in results), **machine()}))
+       'resumed_from_step': first_step,
+       'results': sorted(f'{name}.json' for name in results), **machine()}))
   return True
 
 
