@@ -150,9 +150,10 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   except Exception as error:  # pylint: disable=broad-except
     raise CheckpointError(
         f'the checkpoint {folder} cannot be restored for this config '
-        f'({type(error).__name__}: {first_line(error)}). It is truncated, or it was written '
-        'by another architecture or model size: evaluate it with the config it was trained '
-        'with (WORKDIR/config.json), or move the folder away to train afresh.') from None
+        f'({type(error).__name__}: {first_line(error)}). It is damaged (truncated or '
+        'corrupted), or it was written by another architecture or model size: evaluate it '
+        'with the config it was trained with (WORKDIR/config.json), or move the folder away '
+        'to train afresh.') from None
   if fingerprint(restored.state) != restored.fingerprint['sha256']:
     raise CheckpointError(
         f'the checkpoint {folder} is corrupt: its arrays do not match the fingerprint '
