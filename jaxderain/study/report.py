@@ -215,10 +215,11 @@ def _machines_line(points: list[PointResult]) -> str:
 
 def _compute_line(points: list[PointResult]) -> str:
   """Training + eval wall time summed over the points the sweep timed (done.json)."""
-  seconds = [p.seconds for p in points if p.seconds is not None]
-  if not seconds:
+  timed = [p for p in points if p.seconds is not None]
+  if not timed:
     return 'Compute: no point was timed by the sweep.'
-  starts = [p.resumed_from_step for p in points if p.seconds is not None]
+  seconds = [p.seconds for p in timed]
+  starts = [p.resumed_from_step for p in timed]
   resumed, unknown = sum(bool(s) for s in starts), starts.count(None)
   notes = ([f'{resumed} of them resumed from a checkpoint and timed from there only']
            if resumed else []) + ([f'{unknown} do not record whether they resumed']
