@@ -1,4 +1,5 @@
-"""The verdicts' statistics on analytic cases: the seed-noise bootstrap and its verdicts."""
+"""The verdicts' statistics: per-point seed noise and test images, checked on analytic cases
+and on simulated studies whose true values are known."""
 
 import math
 
@@ -7,89 +8,155 @@ import pytest
 import scipy.stats
 
 from jaxderain.study import statistics
+from jaxderain.study.statistics import Samples
 
 LOG2_N = np.log2([8, 32, 128, 512, 4096])
+SLOPE = statistics.slope_weights(LOG2_N)
+DIFFERENCE = np.array([1.0, 0, 0, 0, -1.0])  # N = 8 minus N = 4096
 
 
-def seeds_around(means, noise, seeds=2, seed=0):
-  """Per-point seed values: each mean plus Normal(0, noise) draws."""
-  rng = np.random.default_rng(seed)
-  return [list(m + noise * rng.standard_normal(seeds)) for m in means]
+def test_a_difference_without_images_is_welchs_interval():
+  few, many = [0.31, 0.18, 0.24, 0.12], [0.051, 0.046, 0.058]
+  interval = statistics.linear([1, -1], [Samples(np.array(few)), Samples(np.array(many))])
+  welch = scipy.stats.ttest_ind(few, many, equal_var=False)
+  expected = welch.confidence_interval(0.95)
+  assert interval.estimate == pytest.approx(np.mean(few) - np.mean(many))
+  assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high))
+  assert statistics.p_agree(interval, +1) == pytest.approx(welch.pvalue)
 
 
-def slope_verdict(groups):
-  interval = statistics.bootstrap(statistics.slope(LOG2_N), groups)
-  return statistics.direction(interval, -1), interval
+def test_identical_seeds_leave_the_images_paired_t_interval():
+  rng = np.random.default_rng(0)
+  images = rng.normal(0, 0.1, 32)
+  few = np.tile(0.3 + images + rng.normal(0, 0.05, 32), (3, 1))  # three identical seeds
+  many = np.tile(0.1 + images, (3, 1))
+  interval = statistics.linear([1, -1], [Samples(few.mean(1), few),
+                                         Samples(many.mean(1), many)])
+  expected = scipy.stats.ttest_1samp(few[0] - many[0], 0).confidence_interval(0.95)
+  assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high))
+  assert interval.df == pytest.approx(31)
 
 
-def test_monotone_curve_with_tiny_noise_passes():
-  status, interval = slope_verdict(seeds_around(0.6 - 0.05 * LOG2_N, noise=0.005))
-  assert status == statistics.PASS
-  assert interval.low < -0.05 < interval.high < 0 and interval.df == 5
+def test_one_usable_seed_gives_no_interval_ever():
+  points = [Samples(np.array([0.5, 0.6])), Samples(np.array([0.2]))]
+  for interval in (statistics.linear([1, -1], points),
+                   statistics.ratio([1, 0], [0, 1], points),
+                   statistics.bootstrap(lambda m: m[..., 0] - m[..., 1], points)):
+    assert math.isnan(interval.low) and math.isnan(interval.high)
+    assert statistics.NO_INTERVAL in interval.text()
+    assert statistics.direction(interval, +1) == statistics.INCONCLUSIVE
+  # A point with weight 0 does not count.
+  assert math.isfinite(statistics.linear([1, 0], points).low)
 
 
-@pytest.mark.parametrize('seed', range(5))
-def test_pure_noise_is_inconclusive(seed):
-  status, interval = slope_verdict(seeds_around(np.full(5, 0.4), noise=0.05, seed=seed))
-  assert status == statistics.INCONCLUSIVE
-  assert interval.low < 0 < interval.high
+def _study(rng, images=32):
+  """One simulated study: 5 values of N, 3-8 seeds, seed SD 10- to 30-fold smaller at the
+  largest N than at the smallest, test images with effects shared by every point and
+  effects of their own at each point, and seed-by-image noise. Returns the true point
+  means (over seeds and images) and the points."""
+  seeds = rng.integers(3, 9)
+  fold = rng.uniform(10, 30)
+  seed_sd = 0.06 * fold ** -np.linspace(0, 1, 5)
+  truth = 0.2 - 0.015 * (LOG2_N - LOG2_N[0]) + rng.normal(0, 0.01, 5)
+  shared = rng.normal(0, 0.1, images)
+  points = []
+  for p in range(5):
+    own = rng.normal(0, 0.03, images)
+    values = (truth[p] + rng.normal(0, seed_sd[p], (seeds, 1)) + shared + own +
+              rng.normal(0, 0.03, (seeds, images)))
+    points.append(Samples(values.mean(1), values))
+  return truth, points
 
 
-def test_reversed_curve_fails():
-  status, _ = slope_verdict(seeds_around(0.2 + 0.05 * LOG2_N, noise=0.005))
-  assert status == statistics.FAIL
+def _pooled_interval(weights, points):
+  """The exploratory reports' method: seed variance pooled over the points, seed values
+  only (its bootstrap is this t interval for a contrast)."""
+  squares = sum(np.sum((p.values - p.mean) ** 2) for p in points)
+  df = sum(p.seeds - 1 for p in points)
+  estimate = sum(w * p.mean for w, p in zip(weights, points))
+  half = scipy.stats.t.ppf(0.975, df) * math.sqrt(
+      squares / df * sum(w * w / p.seeds for w, p in zip(weights, points)))
+  return estimate - half, estimate + half
 
 
-def test_one_seed_a_point_gives_no_interval_and_no_verdict():
-  status, interval = slope_verdict([[v] for v in 0.6 - 0.05 * LOG2_N])
-  assert math.isnan(interval.low) and interval.df == 0
-  assert interval.estimate == pytest.approx(-0.05)
-  assert status == statistics.INCONCLUSIVE and 'no interval' in interval.text()
+def test_intervals_cover_the_true_value_in_simulated_studies():
+  rng = np.random.default_rng(2024)
+  studies = 1000
+  covered = {name: [0, 0] for name in ('slope', 'difference')}
+  for _ in range(studies):
+    truth, points = _study(rng)
+    for name, weights in (('slope', SLOPE), ('difference', DIFFERENCE)):
+      true = weights @ truth
+      interval = statistics.linear(weights, points)
+      covered[name][0] += interval.low <= true <= interval.high
+      low, high = _pooled_interval(weights, points)
+      covered[name][1] += low <= true <= high
+  for name, (new, old) in covered.items():
+    print(f'{name}: coverage of 95% intervals over {studies} simulated studies: '
+          f'per-point seed noise + images {new / studies:.3f}, '
+          f'pooled seed noise (the exploratory method) {old / studies:.3f}')
+  for name, (new, _) in covered.items():
+    assert 0.93 <= new / studies <= 0.97, name
 
 
-def test_difference_interval_is_the_pooled_t_interval():
-  groups = [[1.0, 1.4, 1.2], [0.5, 0.9], [3.0, 3.3]]  # the third point only adds noise
-  interval = statistics.bootstrap(statistics.difference(0, 1), groups, draws=200_000)
-  variance, df = statistics.pooled_noise(groups)
-  assert df == 4
-  assert variance == pytest.approx((0.08 + 0.08 + 0.045) / 4)
-  half = scipy.stats.t.ppf(0.975, df) * math.sqrt(variance * (1 / 3 + 1 / 2))
-  assert interval.estimate == pytest.approx(1.2 - 0.7)
-  assert interval.low == pytest.approx(0.5 - half, abs=0.01)
-  assert interval.high == pytest.approx(0.5 + half, abs=0.01)
+def test_the_collapse_shift_interval_is_bounded_in_simulated_studies():
+  rng = np.random.default_rng(7)
+  crossing = statistics.halfway_crossing(LOG2_N)
+  shift = lambda means: crossing(means[..., 5:]) - crossing(means[..., :5])
+  for _ in range(20):
+    _, narrow = _study(rng)
+    _, wide = _study(rng)
+    interval = statistics.bootstrap(shift, narrow + wide, draws=500)
+    span = LOG2_N[-1] - LOG2_N[0]
+    assert -span <= interval.low <= interval.estimate <= interval.high <= span
 
 
-def test_slope_and_collapse_point_on_exact_curves():
-  means = 3.0 - 0.5 * LOG2_N
-  assert statistics.slope(LOG2_N)(means) == pytest.approx(-0.5)
-  # A step from 1 to 0 between N = 32 and 128 stands, by area, halfway between them.
+def test_halfway_crossing_on_exact_curves():
   x = np.arange(3, 13)
-  step = np.where(x <= 5, 1.0, 0.0)
-  assert statistics.collapse_log2(x)(step) == pytest.approx(5.5)
-  # Shifted two doublings to the right: two more.
-  assert statistics.collapse_log2(x)(np.where(x <= 7, 1.0, 0.0)) == pytest.approx(7.5)
-  # Scale and offset do not move it; equal ends have none.
-  assert statistics.collapse_log2(x)(0.2 + 0.3 * step) == pytest.approx(5.5)
-  assert math.isnan(statistics.collapse_log2(x)(np.ones(10)))
+  crossing = statistics.halfway_crossing(x)
+  step = np.where(x <= 5, 1.0, 0.0)  # falls between log2 N = 5 and 6
+  assert crossing(step) == pytest.approx(5.5)
+  assert crossing(np.where(x <= 7, 1.0, 0.0)) == pytest.approx(7.5)
+  assert crossing(0.2 + 0.3 * step) == pytest.approx(5.5)  # scale and offset do not move it
+  assert crossing(np.ones(10)) == 12 and crossing(0.1 * x) == 12  # no fall: the largest N
+  # A bump is smoothed by the isotonic fit: 1, 0.2, 0.6, 0 -> 1, 0.4, 0.4, 0 crosses at
+  # 0.5 between x = 0 and 1.
+  assert statistics.halfway_crossing([0, 1, 2, 3])(np.array([1, 0.2, 0.6, 0])) == \
+      pytest.approx(5 / 6)
+  batch = np.stack([step, np.ones(10)])
+  np.testing.assert_allclose(crossing(batch), [5.5, 12])
 
 
-def test_a_ratio_infinite_in_many_draws_has_an_infinite_bound():
-  groups = [[1.0, 1.1], [0.0, 0.1]]  # the denominator's mean is often 0 or below
-  ratio = lambda means: np.asarray(means)[..., 0] / np.maximum(np.asarray(means)[..., 1], 0)
-  with np.errstate(divide='ignore'):
-    interval = statistics.bootstrap(ratio, groups)
-  assert math.isfinite(interval.low) and interval.low > 0 and interval.high == math.inf
-  assert statistics.direction(interval, +1) == statistics.PASS
-  assert '[' in interval.text() and 'no interval' not in interval.text()
+def test_fieller_interval_holds_its_estimate_and_opens_with_a_noisy_denominator():
+  rng = np.random.default_rng(1)
+  tight = [Samples(v + rng.normal(0, 0.01, 6)) for v in (1.0, 4.0)]
+  interval = statistics.ratio([1, 0], [0, 1], tight)
+  assert interval.estimate == pytest.approx(0.25, abs=0.01)
+  assert interval.low < interval.estimate < interval.high
+  assert interval.high - interval.low < 0.05
+  noisy = [Samples(np.array([1.0, 1.1, 0.9])), Samples(np.array([0.1, -0.2, 0.3]))]
+  interval = statistics.ratio([1, 0], [0, 1], noisy)
+  assert (interval.low, interval.high) == (-math.inf, math.inf)
+  assert 'inf' in interval.text()
 
 
-def test_combine_and_direction():
+def test_interpolation_and_slope_weights():
+  means = 3.0 - 0.5 * LOG2_N
+  assert SLOPE @ means == pytest.approx(-0.5)
+  at = statistics.interpolation_weights(LOG2_N, 8.0)  # log2 256: between 128 and 512
+  np.testing.assert_allclose(at, [0, 0, 0.5, 0.5, 0])
+  assert at @ means == pytest.approx(3.0 - 0.5 * 8)
+
+
+def test_direction_combine_and_holm():
   interval = lambda low, high: statistics.Interval(0.0, low, high, 3)
   assert statistics.direction(interval(0.1, 0.2), +1) == statistics.PASS
   assert statistics.direction(interval(-math.inf, -0.2), +1) == statistics.FAIL
   assert statistics.direction(interval(0.1, 0.2), -1) == statistics.FAIL
   assert statistics.direction(interval(-0.1, 0.2), +1) == statistics.INCONCLUSIVE
   assert statistics.combine([]) == statistics.NOT_RUN
-  assert statistics.combine(['PASS', 'PASS']) == 'PASS'
   assert statistics.combine(['PASS', 'INCONCLUSIVE']) == 'INCONCLUSIVE'
   assert statistics.combine(['PASS', 'INCONCLUSIVE', 'FAIL']) == 'FAIL'
+  # Holm at 5% over 4 hypotheses: 0.01 <= 0.05/4, 0.015 <= 0.05/3, 0.03 > 0.05/2: stop.
+  assert statistics.holm([0.03, 0.01, 0.015, 0.04]) == [False, True, True, False]
+  assert statistics.holm([0.04, math.nan]) == [True, False]  # NaN is not counted

@@ -75,3 +75,57 @@ def summary(layers) -> dict:
       'angles': angles,
       'lengths': [streak_length(p, a) for p, a in zip(planes, angles)],
   }
+
+
+# Per-streak shapes: each connected blob of the thresholded layer is one streak.
+SHAPE_AXES = ('angle', 'length', 'width')
+STREAK_THRESHOLD = 0.1  # rain pixels of a streak (the coverage threshold of `summary`)
+MIN_STREAK_PIXELS = 8  # smaller blobs are noise or the tips of faint streaks
+
+
+def streak_shapes(layer, threshold: float = STREAK_THRESHOLD,
+                  min_pixels: int = MIN_STREAK_PIXELS) -> np.ndarray:
+  """(K, 3) float: angle (degrees from vertical, positive leaning right at the top, in
+  (-90, 90]), length and width (px) of each streak of one layer. A streak is a connected
+  blob (8-neighbours) of pixels above `threshold`; its shape comes from the
+  intensity-weighted second moments: a bar of length L and width W has variances L^2/12
+  along and W^2/12 across, so L = sqrt(12 var_along), W = sqrt(12 var_across)."""
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top (host-side only)
+  plane = _plane(layer)
+  labels, count = scipy.ndimage.label(plane > threshold, structure=np.ones((3, 3)))
+  if not count:
+    return np.zeros((0, 3))
+  rows, cols = np.nonzero(labels)
+  blob = labels[rows, cols] - 1
+  weight = plane[rows, cols]
+  total = np.bincount(blob, weight, count)
+  pixels = np.bincount(blob, minlength=count)
+  mean_r = np.bincount(blob, weight * rows, count) / total
+  mean_c = np.bincount(blob, weight * cols, count) / total
+  dr, dc = rows - mean_r[blob], cols - mean_c[blob]
+  crr = np.bincount(blob, weight * dr * dr, count) / total
+  ccc = np.bincount(blob, weight * dc * dc, count) / total
+  crc = np.bincount(blob, weight * dr * dc, count) / total
+  half_trace, det = (crr + ccc) / 2, crr * ccc - crc ** 2
+  root = np.sqrt(np.maximum(half_trace ** 2 - det, 0))
+  along, across = half_trace + root, np.maximum(half_trace - root, 0)
+  # The major axis (dr, dc) solves (crr - along) dr + crc dc = 0; rows grow downwards, so
+  # a streak leaning right at the top runs along (-cos, sin) of its angle.
+  angle = np.degrees(np.arctan2(crr - along, crc))  # direction of (dc, -dr) from vertical
+  angle = np.where(angle > 90, angle - 180, np.where(angle <= -90, angle + 180, angle))
+  shapes = np.stack([angle, np.sqrt(12 * along), np.sqrt(12 * across)], axis=1)
+  return shapes[pixels >= min_pixels]
+
+
+def measured_range(training_shapes: np.ndarray, share: float = 0.98) -> np.ndarray:
+  """(3, 2) bounds per SHAPE_AXES of the central `share` of a training rain's measured
+  streaks: the range as the measurement sees it (measurement noise included)."""
+  tail = (1 - share) / 2
+  return np.quantile(training_shapes, [tail, 1 - tail], axis=0).T
+
+
+def share_outside(shapes: np.ndarray, bounds: np.ndarray) -> dict[str, float]:
+  """Share of streaks outside `bounds` (measured_range) on each axis and on any axis."""
+  outside = (shapes < bounds[:, 0]) | (shapes > bounds[:, 1])
+  shares = {axis: float(outside[:, i].mean()) for i, axis in enumerate(SHAPE_AXES)}
+  return {**shares, 'any': float(outside.any(axis=1).mean())}

@@ -8,6 +8,8 @@
   python -m jaxderain.study report --out=docs/studies/cpu --test_rain=unseen  # report_unseen/
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
+  python -m jaxderain.study plan --power --out=docs/studies/cpu  # seeds the primary tests need
+  python -m jaxderain.study test_rain --data_dir=../shared/data  # how unseen each test rain is
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
 
@@ -22,7 +24,8 @@ from absl import flags
 
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
-from jaxderain.study import complexity, grids, plan, status, sweep
+from jaxderain.study import (complexity, grids, plan, primary, results, status, sweep,
+                             test_rain)
 from jaxderain.study.results import TEST_RAINS
 from jaxderain.workdir import hold
 
@@ -59,6 +62,9 @@ _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR',
 _PATCHES = flags.DEFINE_integer('patches', 256, 'Patches per category for complexity.')
 _PATCH_SIZE = flags.DEFINE_integer('patch_size', 64, 'Patch size for complexity.')
 _GPUS = flags.DEFINE_integer('gpus', 8, 'For plan: H100s to plan for (0: this 2-core CPU).')
+_POWER = flags.DEFINE_bool('power', False, 'For plan: instead of the cost, the seeds a point '
+                           "each primary test needs, from the --out folder's exploratory "
+                           'seeds (study/primary.py).')
 
 
 def _require_out():
@@ -95,7 +101,7 @@ def _run(points, out) -> dict:
 
 
 def main(argv):
-  commands = ('run', 'report', 'complexity', 'status', 'plan')
+  commands = ('run', 'report', 'complexity', 'status', 'plan', 'test_rain')
   if len(argv) != 2 or argv[1] not in commands:
     raise ConfigError(f'name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
@@ -111,8 +117,16 @@ def main(argv):
                       'them.')
   elif argv[1] == 'status':
     print('\n'.join(status.lines(status.point_states(_require_out(), _given_grid()))))
+  elif argv[1] == 'plan' and _POWER.value:
+    points, _ = results.load_points(_require_out())
+    table = primary.power(results.result_rows(points))
+    print('\n'.join(primary.power_lines(table)))
+    print('seeds a point by claim: ' + ', '.join(
+        f'{claim}: {n}' for claim, n in primary.seeds_needed(table).items()))
   elif argv[1] == 'plan':
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
+  elif argv[1] == 'test_rain':
+    print('\n'.join(test_rain.lines(test_rain.shares(_DATA_DIR.value))))
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
     report.cli(_require_out(), test_rain=_TEST_RAIN.value,

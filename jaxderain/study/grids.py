@@ -13,6 +13,7 @@ import re
 
 from jaxderain.errors import ConfigError
 from jaxderain.rain import RAIN_RANGES
+from jaxderain.study import primary
 
 NUM_PATCHES = (8, 16, 32, 64, 128, 256, 512, 1024, 30000)
 # The paper's categories; `natural` stands in for DIV2K where DIV2K is not prepared.
@@ -70,6 +71,12 @@ GRIDS = {
     # The two slow models run one seed.
     'table2_slow': (lambda: [f'{arch},{r},{n}' for arch in ('spdnet', 'rcdnet')
                              for n, r in TABLE2_CPU_OBJECTIVES], (0,), ()),
+    # The confirmation (study/primary.py): the primary tests' points on fresh seeds, and
+    # those of claims 1 and 5 at a second rung (`--scale=cpu-long`).
+    'confirm': (lambda: [f'{primary.ARCH},{r},{n}' for r in ('medium', 'small')
+                         for n in primary.NUM_PATCHES], primary.CONFIRMATORY_SEEDS, ()),
+    'confirm_trend': (lambda: [f'{primary.ARCH},medium,{n}' for n in primary.NUM_PATCHES],
+                      primary.CONFIRMATORY_SEEDS[:primary.TREND_SEEDS], ()),
 }
 GRIDS['claims'] = GRIDS['claims'][:2] + (TESTED_ON_NATURAL,)
 # Every experiment of the paper at one rung, the most decisive first (claim 2 has never
@@ -79,7 +86,8 @@ GRID_NAMES = (*GRIDS, 'study')
 
 
 def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
-  """The points of the named grid at `scale`; `seeds` replaces the grid's own seeds.
+  """The points of the named grid at `scale`, seed by seed (a grid stopped part way has
+  whole curves); `seeds` replaces the grid's own seeds.
   `study` is the union of STUDY's grids, in order, each point once."""
   if name == 'study':
     points = {}
@@ -91,7 +99,7 @@ def grid_points(name: str, scale: str, seeds=None) -> list[Point]:
     raise ConfigError(f'Unknown grid {name!r}: choose one of {", ".join(GRID_NAMES)}.')
   args, default_seeds, overrides = GRIDS[name]
   return [Point(f'{arg},scale={scale},seed={seed}', overrides)
-          for arg in args() for seed in (seeds or default_seeds)]
+          for seed in (seeds or default_seeds) for arg in args()]
 
 
 def encode(points: list[Point]) -> str:

@@ -304,8 +304,9 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
   with open(report_dir / 'results.csv', 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=results.FIELDS)
     writer.writeheader()
-    writer.writerows(rows)
-  (report_dir / 'results.json').write_text(json.dumps(_finite(rows), indent=1))
+    writer.writerows(results.written(rows))
+  (report_dir / 'results.json').write_text(json.dumps(_finite(results.written(rows)),
+                                                      indent=1))
   summary = {k: result[k] for k in ('verdicts', 'not_run', 'unreadable', 'not_converged',
                                     'little_removal', 'unchecked', 'test_rain',
                                     'reference_range', 'complexity', 'complexity_skipped')}

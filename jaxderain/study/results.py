@@ -28,6 +28,9 @@ from jaxderain.errors import NotFoundError
 from jaxderain.eval.metrics import METRIC_KEYS
 from jaxderain.workdir import lock_holder
 
+# A row's per-image values ({metric: [values]}, the last checkpoint's): the statistics'
+# second source of noise (study/statistics.py); not written to results.csv.
+PER_IMAGE = 'per_image'
 FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'scale',
           'testset', 'step', *METRIC_KEYS, 'identity_psnr', 'identity_E_B', 'perfect_E_R',
           'converged')
@@ -154,7 +157,7 @@ def _metrics(result: dict) -> dict:
 
 
 def result_rows(points: list[PointResult]) -> list[dict]:
-  """One row (FIELDS) per point and test set."""
+  """One row (FIELDS and PER_IMAGE) per point and test set."""
   rows = []
   for point in points:
     config, converged = point.config, point.converged
@@ -168,8 +171,20 @@ def result_rows(points: list[PointResult]) -> list[dict]:
           'identity_psnr': reference.get('identity', {}).get('psnr'),
           'identity_E_B': reference.get('identity', {}).get('E_B'),
           'perfect_E_R': reference.get('perfect', {}).get('E_R'),
-          'converged': converged})
+          'converged': converged, PER_IMAGE: _per_image(result)})
   return rows
+
+
+def _per_image(result: dict) -> dict[str, list[float]]:
+  """{metric: per-image values of the last checkpoint} of one eval JSON (NaN where an
+  image has none, e.g. E_R on an image without rain pixels)."""
+  images = result.get('per_image') or []
+  return {k: [math.nan if r.get(k) is None else r[k] for r in images] for k in METRIC_KEYS}
+
+
+def written(rows: list[dict]) -> list[dict]:
+  """The rows as results.csv and results.json hold them (FIELDS: no per-image values)."""
+  return [{k: row[k] for k in FIELDS} for row in rows]
 
 
 def choose_test_rain(points: list[PointResult]) -> str:
