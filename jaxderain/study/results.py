@@ -8,8 +8,8 @@ eval/<testset>.json. Choices:
 - One kind of test rain for every point: Rain100L's layers on held-out backgrounds
   (`<category>_rain100L`) when every evaluated point has them, else the built-in unseen
   rain (`<category>_unseen`), so that all curves compare the same rain.
-- A point whose `<category>_train` PSNR does not beat the identity's failed the
-  convergence gate (`converged` False); a point without that set is unchecked (None).
+- A point whose `<category>_train` PSNR does not beat the identity's (gate_psnrs) failed
+  the convergence gate (`converged` False); a point without that set is unchecked (None).
 """
 
 from __future__ import annotations
@@ -90,13 +90,13 @@ class PointResult:
 
 
 def gate_psnrs(result: dict) -> tuple[float, float]:
-  """(model, identity) mean PSNR on a train set for the convergence gate. Where a fresh
-  rain draw left an image without rain, the identity's PSNR there (and so its mean) is
-  infinite; the gate then compares the last checkpoint over the images that have rain."""
-  identity = result['reference']['identity']['psnr']
+  """(model, identity) mean PSNR on a train set for the convergence gate: the last
+  checkpoint's, over the images that drew rain (on an image without rain the identity's
+  PSNR is infinite). One rule for every point; a JSON without per-image values falls back
+  to its means."""
   rows = [r for r in result.get('per_image', []) if math.isfinite(r['identity_psnr'])]
-  if math.isfinite(identity) or not rows:
-    return _metrics(result)['psnr'], identity
+  if not rows:
+    return result['psnr'], result['reference']['identity']['psnr']
   return (float(np.mean([r['psnr'] for r in rows])),
           float(np.mean([r['identity_psnr'] for r in rows])))
 
