@@ -6,6 +6,7 @@
   python -m jaxderain.study run --grid=fig4 --scale=paper --out=DIR --engine=ray [--address=auto]
   python -m jaxderain.study report --out=docs/studies/cpu [--grid=study --scale=cpu]
   python -m jaxderain.study report --out=docs/studies/cpu --test_rain=unseen  # report_unseen/
+  python -m jaxderain.study report --out=docs/studies/cpu-long --previous_rung=docs/studies/cpu
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study plan --power --out=docs/studies/cpu  # seeds the primary tests need
@@ -56,6 +57,9 @@ _RETRIES = flags.DEFINE_integer('retries', 3, 'For --engine=ray: runs of a point
 _TEST_RAIN = flags.DEFINE_enum('test_rain', 'auto', ['auto', *TEST_RAINS],
                                'For report: the test rain of the verdicts (auto: Rain100L '
                                'when every point has it, else the built-in unseen rain).')
+_PREVIOUS_RUNG = flags.DEFINE_string('previous_rung', None, 'For report: the study folder of '
+                                     'another rung: the report says how the primary tests '
+                                     'of the trend claims moved from there.')
 _CATEGORIES = flags.DEFINE_list('categories', ['natural'], 'For complexity.')
 _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR', ''),
                                 'Folder with real categories (optional).')
@@ -130,7 +134,8 @@ def main(argv):
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
     report.cli(_require_out(), test_rain=_TEST_RAIN.value,
-               expected=[p.name for p in _given_grid() or ()])
+               expected=[p.name for p in _given_grid() or ()],
+               previous_rung=_PREVIOUS_RUNG.value)
   else:
     for name in _CATEGORIES.value:
       values = complexity.category_complexity(name, _DATA_DIR.value, _PATCHES.value,

@@ -11,9 +11,10 @@ Choices:
 - The test rain and the convergence gate are results.py's: not-converged points stay in
   the table, are listed as NOT CONVERGED and are left out of the figures, Table 2 and the
   verdicts; a point without a train set is used and listed as unchecked.
-- Verdicts (study/verdicts.py) test each claim with 95% intervals from the seed-noise
-  bootstrap (study/statistics.py) on the chosen test rain; the distance statement uses
-  the shifted rains (`<category>_angle<degrees>`, rain/shifts.py).
+- Verdicts (study/verdicts.py): each claim's primary test (study/primary.py, its own
+  test rain) on the confirmatory seeds, the same on the exploratory seeds, and the
+  secondary tests on the chosen test rain (the distance claim's on the shifted rains,
+  `<category>_angle<degrees>`), with 95% intervals from study/statistics.py.
 - Category complexity (study/complexity.py) is measured once into OUT/complexity.json
   (it needs the category images) and read from there afterwards, so the report rebuilds
   from OUT alone.
@@ -32,9 +33,10 @@ import sys
 from jaxderain.data.testsets import RAIN100L, set_name
 from jaxderain.errors import ConfigError
 from jaxderain.rain import RAIN_RANGES
-from jaxderain.study import complexity, results, verdicts
+from jaxderain.study import claims, complexity, primary, results, statistics, verdicts
 from jaxderain.study.figures import FIGURES, draw as draw_figures
 from jaxderain.study.results import PointResult, curves, order_key
+from jaxderain.study.statistics import Interval
 
 DEFAULT_UNITS = 'E_R, E_B and PSNR on the 0-255 scale'
 
@@ -126,34 +128,15 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
         if scales == ['smoke'] else []),
       _machines_line(points),
       '', '## Verdicts', '', VERDICT_METHOD, '',
-      '| claim | statement | status | read first: resnet/natural/medium '
-      '(claim 4: the first test with its status) |', '|---|---|---|---|']
+      '| claim | statement | verdict: primary test on the confirmatory seeds | '
+      'exploratory seeds | secondary tests agreeing |', '|---|---|---|---|---|']
   for v in result['verdicts']:
-    test = verdicts.reference_test(v)
-    first = f'{test["label"]}: {test["statistic"]} ({test["status"]})' if test else '-'
-    text.append(f'| {v["claim"]} | {v["text"]} | **{v["status"]}** | {first} |')
+    text.append(f'| {v["claim"]} | {v["text"]} | {_verdict_cell(v)} | '
+                f'{_outcome_cell(v["exploratory"])} | {_agree_cell(v)} |')
   for v in result['verdicts']:
     text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
              else f'### Distance: {v["status"]}', '', v['text'] + '.', '']
-    for t in v['tests']:
-      text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**')
-      if t.get('gaps'):
-        text.append('  - gap by offset: ' + ', '.join(
-            f'{o}: {e:.3f}' + ('' if math.isnan(lo) else f' [{lo:.3f}, {hi:.3f}]')
-            for o, (e, lo, hi) in t['gaps'].items()))
-    if not v['tests']:
-      text.append(f'- {v["statistic"]}')
-    if v.get('note'):
-      text += ['', v['note']]
-    if v['points_used']:
-      text += ['', f'Points used ({len(v["points_used"])}): ' + ', '.join(v['points_used'])
-               + '.']
-    if v['left_out']:
-      reasons = collections.defaultdict(list)
-      for point, reason in v['left_out'].items():
-        reasons[reason].append(point)
-      text += ['', 'Left out: ' + '; '.join(f'{len(p)} point(s), {why} ({", ".join(p)})'
-                                           for why, p in reasons.items()) + '.']
+    text += _claim_section(v)
   text += ['', '## Figures', '']
   if figures_drawn is None:
     text += ['Figures were not drawn (figures=False).', '']
@@ -189,18 +172,76 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
 
 
 VERDICT_METHOD = (
-    'Each claim is tested by statistics of per-point seed means with 95% intervals from a '
-    'seed-noise bootstrap: the within-point seed variance is pooled over all points of one '
-    'arch and category (with 2-3 seeds a point cannot estimate its own spread), each draw '
-    'takes a noise level from its chi-square distribution and point means from a normal '
-    'around the observed ones (for a difference or a slope this is the pooled t-interval). '
-    'PASS: the interval lies on the paper\'s side of no effect; FAIL: on the other side; '
-    'INCONCLUSIVE: it straddles it (or no interval: 1 seed a point). A claim fails if any '
-    'test fails and passes if all pass. Removal is net removal '
+    'Each claim but 4 is decided by its primary test, fixed before the confirmatory runs '
+    '(docs/study.md#primary-tests): resnet on natural backgrounds, tested on rain measured '
+    'as unseen by its training range, on the confirmatory seeds alone. The same test on the '
+    'exploratory seeds is shown beside it, and every other test is secondary: counted as '
+    'agreeing when it holds on the paper\'s side after Holm\'s correction over the claim\'s '
+    'secondary tests (family-wise 5%), listed as not tested without an interval, never '
+    'changing a verdict. Intervals are 95%, from each point\'s own seed spread and the '
+    'test images (study/statistics.py); a point with one seed gives none. PASS: the '
+    'interval lies on the paper\'s side of no effect; FAIL: on the other side; '
+    'INCONCLUSIVE: it holds no effect (or there is no interval). Removal is net removal '
     '(1 - sum_M |output - clean| / sum_M (rainy - clean), eval/metrics.py), which counts '
-    'over-subtraction as damage; E_R is reported beside it. Left out of every interval: '
-    'noise that differs between points of a group (small N varies more), and the '
-    'variation of the test images (each point sees the same test set).')
+    'over-subtraction as damage. Claim 4 has no primary test: it fails if a pair fails.')
+
+
+def _seeds_text(outcome: dict) -> str:
+  counts = sorted(set(outcome['seeds'].values()))
+  return (f'{counts[0]} seeds' if len(counts) == 1 else
+          f'{counts[0]}-{counts[-1]} seeds') if counts else 'no seeds'
+
+
+def _outcome_cell(outcome: dict | None) -> str:
+  """A test's statistics with their intervals and seeds, or why it has none."""
+  if outcome is None:
+    return '-'
+  if outcome['status'] in (statistics.NOT_RUN, statistics.NOT_CONVERGED):
+    return f'{outcome["status"]} ({_seeds_text(outcome)})'
+  return f'{outcome["status"]}: {outcome["statistic"]} ({_seeds_text(outcome)})'
+
+
+def _verdict_cell(verdict: dict) -> str:
+  if verdict['primary'] is None:
+    return f'**{verdict["status"]}**: {verdict["statistic"]}'
+  return f'**{verdict["status"]}**: {verdict["primary"]["label"]}: ' + _outcome_cell(
+      verdict['primary']).split(': ', 1)[-1]
+
+
+def _agree_cell(verdict: dict) -> str:
+  if verdict['agree'] is None:
+    return '-'
+  text = f'{verdict["agree"]} of {verdict["tested"]}'
+  return text + (f' ({len(verdict["not_tested"])} not tested)' if verdict['not_tested']
+                 else '')
+
+
+def _claim_section(verdict: dict) -> list[str]:
+  """A claim's primary test (confirmatory and exploratory), its secondary tests and the
+  points used."""
+  text = []
+  if verdict['primary'] is not None:
+    first = verdict['primary']
+    text += [f'Primary test, {first["label"]}: confirmatory seeds: '
+             f'{_outcome_cell(first)}; exploratory seeds: '
+             f'{_outcome_cell(verdict["exploratory"])}.', '']
+    if first['dropped']:
+      text += [f'Left out for a non-finite value: {", ".join(first["dropped"])}.', '']
+    text += [f'Secondary tests (exploratory seeds; {_agree_cell(verdict)} agree after '
+             'Holm):', '']
+  for t in verdict['secondary']:
+    holm = {True: ' (agrees after Holm)', False: '', None: ' (not tested)'}
+    text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**'
+                f'{holm[t.get("agrees", False)]}')
+  if not verdict['secondary']:
+    text.append('- no secondary test could be computed')
+  if verdict.get('note'):
+    text += ['', verdict['note']]
+  used = sorted({p for t in [verdict['primary'] or {}, *verdict['secondary']]
+                 for p in t.get('points', [])})
+  if used:
+    text += ['', f'Points used ({len(used)}): ' + ', '.join(used) + '.']
+  return text
 
 
 def _machines_line(points: list[PointResult]) -> str:
@@ -255,12 +296,51 @@ def _finite(value):
   return value
 
 
+def _moved(now: Interval, before: Interval, change: Interval) -> str:
+  """How an effect moved between rungs, in words."""
+  if math.isnan(change.low):
+    return 'no interval'
+  opposite = now.estimate * before.estimate < 0
+  if opposite and statistics.direction(now, 1) != statistics.INCONCLUSIVE != \
+      statistics.direction(before, 1):
+    return 'flipped'
+  if statistics.direction(change, 1) == statistics.INCONCLUSIVE:
+    return 'no change the interval can tell from none'
+  return 'grew' if abs(now.estimate) > abs(before.estimate) else 'shrank'
+
+
+def rung_lines(rows: list[dict], previous_out) -> list[str]:
+  """Markdown: the trend claims' primary tests here and in the study at `previous_out`
+  (another rung), on the confirmatory seeds both have, and how each statistic moved."""
+  previous, _ = results.load_points(previous_out)
+  before_rows = results.result_rows(previous)
+  seeds = sorted({r['seed'] for r in rows if primary.confirmatory(r['seed'])} &
+                 {r['seed'] for r in before_rows})
+  scales = lambda rs: ', '.join(sorted({str(r['scale']) for r in rs})) or '-'
+  lines = [f'## From {scales(before_rows)} to {scales(rows)}', '',
+           f'The primary tests of claims {" and ".join(map(str, primary.TREND_CLAIMS))} on '
+           f'the confirmatory seeds both rungs have ({", ".join(map(str, seeds)) or "none"}); '
+           'change: this rung minus the other, on the same test images.', '']
+  for test in primary.TESTS:
+    if test.claim not in primary.TREND_CLAIMS:
+      continue
+    now, before = claims.run(test, rows, seeds), claims.run(test, before_rows, seeds)
+    lines.append(f'- claim {test.claim}, {test.label}: {scales(before_rows)} '
+                 f'{_outcome_cell(before.as_dict())}; {scales(rows)} '
+                 f'{_outcome_cell(now.as_dict())}.')
+    for name, change in primary.rung_change(test, rows, before_rows, seeds).items():
+      lines.append(f'  - {name}: change {change.text()}: '
+                   f'{_moved(now.intervals[name], before.intervals[name], change)}.')
+  return lines
+
+
 def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
-                 expected: list[str] = ()) -> dict:
+                 expected: list[str] = (), previous_rung=None) -> dict:
   """Write OUT/report/ (see the module docstring) and return what it holds.
 
   test_rain: 'auto' (results.choose_test_rain), or 'rain100L' / 'unseen' to force one.
   expected: names of the grid's points; those with no folder in OUT are listed as not run.
+  previous_rung: another rung's study folder: the report says how the trend claims moved.
   Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
   out), 'not_converged', 'little_removal', 'unchecked', 'test_rain', 'reference_range',
   'complexity', 'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn
@@ -292,7 +372,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
       'unchecked': [p.name for p in points if p.converged is None],
       'little_removal': [{**p.gate(), 'why': why} for p in points
                          if (why := p.little_removal)],
-      'verdicts': verdicts.claim_verdicts(chosen, stats, rows),
+      'verdicts': verdicts.claim_verdicts(chosen, stats, rows, kind),
       'complexity': stats, 'complexity_skipped': skipped,
       'figures': {}, 'empty_figures': [], 'report': report_dir / 'report.md'}
   drawn = None
@@ -311,20 +391,24 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
                                     'little_removal', 'unchecked', 'test_rain',
                                     'reference_range', 'complexity', 'complexity_skipped')}
   (report_dir / 'verdicts.json').write_text(json.dumps(_finite(summary), indent=1))
-  result['report'].write_text(_markdown(result, points, kept, report_dir, drawn))
+  text = _markdown(result, points, kept, report_dir, drawn)
+  if previous_rung:
+    text += '\n' + '\n'.join(rung_lines(rows, previous_rung)) + '\n'
+  result['report'].write_text(text)
   return result
 
 
 def cli(out_dir, figures: bool = True, test_rain: str = 'auto',
-        expected: list[str] = ()) -> None:
+        expected: list[str] = (), previous_rung=None) -> None:
   """`python -m jaxderain.study report --out=OUT [--test_rain=R] [--grid=G --scale=S]`:
   write the report, print the verdicts (NotFoundError when OUT holds no study). With the
   grid, its points not in OUT are listed as not run."""
-  result = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected)
+  result = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected,
+                        previous_rung=previous_rung)
   for verdict in result['verdicts']:
-    print(f'claim {verdict["claim"]}: {verdict["status"]}')
-    for test in verdict['tests']:
-      print(f'  {test["label"]}: {test["statistic"]}: {test["status"]}')
+    print(f'claim {verdict["claim"]}: {_verdict_cell(verdict)}; exploratory: '
+          f'{_outcome_cell(verdict["exploratory"])}; secondary agreeing: '
+          f'{_agree_cell(verdict)}')
   for unreadable in result['unreadable']:
     print(f'unreadable, left out: {unreadable}', file=sys.stderr)
   print(f'{len(result["not_run"])} not run, {len(result["not_converged"])} not converged, '

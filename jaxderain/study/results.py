@@ -93,10 +93,10 @@ def gate_psnrs(result: dict) -> tuple[float, float]:
   """(model, identity) mean PSNR on a train set for the convergence gate: the last
   checkpoint's, over the images that drew rain (on an image without rain the identity's
   PSNR is infinite). One rule for every point; a JSON without per-image values falls back
-  to its means."""
+  to its (recent) means."""
   rows = [r for r in result.get('per_image', []) if math.isfinite(r['identity_psnr'])]
   if not rows:
-    return result['psnr'], result['reference']['identity']['psnr']
+    return _metrics(result)['psnr'], result['reference']['identity']['psnr']
   return (float(np.mean([r['psnr'] for r in rows])),
           float(np.mean([r['identity_psnr'] for r in rows])))
 

@@ -169,30 +169,42 @@ def linear(weights: Sequence[float], points: Sequence[Samples],
 def ratio(numerator: Sequence[float], denominator: Sequence[float],
           points: Sequence[Samples]) -> Interval:
   """Fieller's interval of (numerator . means) / (denominator . means): every rho whose
-  contrast numerator - rho denominator is within its 95% interval of 0 (`linear`'s
-  variance parts and df at the estimate). Unbounded (-inf, inf) when the denominator is
-  not clearly away from 0."""
+  contrast numerator - rho denominator is within its own 95% interval of 0 (`linear`'s
+  variance and degrees of freedom at that rho), so the interval holds the estimate and a
+  bound lies beyond a value v exactly when that contrast at v is not significant. A bound
+  is infinite when no finite rho is excluded on that side (the denominator is not clearly
+  away from 0); a set of two rays becomes (-inf, inf)."""
   a_w, b_w = np.asarray(numerator, float), np.asarray(denominator, float)
   means = np.array([p.mean for p in points])
   a, b = float(a_w @ means), float(b_w @ means)
   estimate = a / b if b else math.nan
-  if not _usable(a_w + b_w, points) or not b:
+  if not _usable(np.abs(a_w) + np.abs(b_w), points) or not b:
     return _none(estimate)
 
-  def variance(rho: float) -> tuple[float, float]:
-    terms, dfs, image, image_df = _parts(a_w - rho * b_w, points)
-    return terms.sum() + image, _satterthwaite(np.append(terms, image), np.append(dfs, image_df))
+  def excluded(rho: float) -> bool:
+    interval = linear(a_w - rho * b_w, points)
+    return interval.low > 0 or interval.high < 0
 
-  # var(a - rho b) is quadratic in rho: q0 - 2 q1 rho + q2 rho^2, read off three values.
-  v0, vp, vm = variance(0.0)[0], variance(1.0)[0], variance(-1.0)[0]
-  q0, q2, q1 = v0, (vp + vm) / 2 - v0, (vm - vp) / 4
-  df = variance(estimate)[1]
-  t2 = scipy.stats.t.ppf((1 + LEVEL) / 2, df) ** 2
-  qa, qb, qc = b * b - t2 * q2, a * b - t2 * q1, a * a - t2 * q0
-  if qa <= 0:
-    return Interval(estimate, -math.inf, math.inf, df)
-  root = math.sqrt(max(qb * qb - qa * qc, 0.0))
-  return Interval(estimate, (qb - root) / qa, (qb + root) / qa, df)
+  bounds = []
+  for side in (-1.0, 1.0):
+    inside, step = estimate, max(abs(estimate), 1e-3)
+    while not excluded(estimate + side * step):
+      inside, step = estimate + side * step, step * 2
+      if step > 1e6 * max(abs(estimate), 1.0):
+        bounds.append(side * math.inf)
+        break
+    else:
+      outside = estimate + side * step
+      for _ in range(60):
+        middle = (inside + outside) / 2
+        inside, outside = (inside, middle) if excluded(middle) else (middle, outside)
+      bounds.append(inside)
+  far = 1e6 * max(abs(estimate), 1.0)
+  if math.isinf(bounds[0]) != math.isinf(bounds[1]) and not excluded(
+      -far if math.isinf(bounds[1]) else far):
+    bounds = [-math.inf, math.inf]  # two rays joined through infinity: keep their hull
+  df = linear(a_w - estimate * b_w, points).df
+  return Interval(estimate, bounds[0], bounds[1], df)
 
 
 def bootstrap(statistic: Callable[[np.ndarray], np.ndarray], points: Sequence[Samples],
