@@ -139,3 +139,33 @@ def test_shifted_rains_move_one_parameter_away_from_the_training_rain():
   assert shifts.parse('angle40') == ('angle', 40) and shifts.parse('unseen') is None
   with pytest.raises(ValueError, match='Unknown rain shift axis'):
     shifts.family(('tilt',))
+
+
+def test_streak_shapes_recover_angle_and_order_length_and_width():
+  shapes = {}
+  for angle in (-40.0, 0.0, 25.0):
+    for length in (10, 30):
+      for width in (1, 9):
+        fixed = rain.RainRange(quantity=(150, 150), widths=(width,), length=(length, length),
+                               angle=(angle, angle))
+        layers = np.asarray(rain.synthesize(jax.random.key(0), 8, 128, 128, fixed))
+        measured = np.concatenate([stats.streak_shapes(x) for x in layers])
+        assert len(measured) > 20
+        shapes[(angle, length, width)] = np.median(measured, axis=0)
+        assert abs(shapes[(angle, length, width)][0] - angle) < 3
+  for angle in (-40.0, 0.0, 25.0):  # measured length and width grow with the true ones
+    for width in (1, 9):
+      assert shapes[(angle, 30, width)][1] > 1.5 * shapes[(angle, 10, width)][1]
+    for length in (10, 30):
+      assert shapes[(angle, length, 9)][2] > shapes[(angle, length, 1)][2] + 0.5
+
+
+def test_unseen_rain_is_measured_outside_the_small_and_medium_ranges_only():
+  measure = lambda spec, key: np.concatenate([stats.streak_shapes(x) for x in np.asarray(
+      rain.synthesize(jax.random.key(key), 32, 128, 128, spec))])
+  bounds = {name: stats.measured_range(measure(name, 0)) for name in rain.RAIN_RANGES}
+  unseen = measure(rain.UNSEEN_RANGE, 1)
+  outside = {name: stats.share_outside(unseen, b)['any'] for name, b in bounds.items()}
+  assert outside['small'] > 0.9 and outside['medium'] > 0.5 > outside['large']
+  own = stats.share_outside(measure('medium', 2), bounds['medium'])  # fresh medium rain
+  assert own['any'] < 0.1 and set(own) == {*stats.SHAPE_AXES, 'any'}

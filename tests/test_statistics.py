@@ -160,3 +160,12 @@ def test_direction_combine_and_holm():
   # Holm at 5% over 4 hypotheses: 0.01 <= 0.05/4, 0.015 <= 0.05/3, 0.03 > 0.05/2: stop.
   assert statistics.holm([0.03, 0.01, 0.015, 0.04]) == [False, True, True, False]
   assert statistics.holm([0.04, math.nan]) == [True, False]  # NaN is not counted
+
+
+def test_fieller_bounds_invert_the_contrast_test():
+  rng = np.random.default_rng(3)
+  points = [Samples(v + rng.normal(0, 0.3, 4)) for v in (1.0, 4.0)]
+  interval = statistics.ratio([1, 0], [0, 1], points)
+  for bound in (interval.low, interval.high):  # the contrast a - bound b is borderline
+    contrast = statistics.linear([1, -bound], points)
+    assert min(abs(contrast.low), abs(contrast.high)) < 1e-6

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from jaxderain import errors
-from jaxderain.study import grids, on_ray, status, sweep
+from jaxderain.study import grids, on_ray, primary, status, sweep
 from jaxderain.train import checkpoints
 from jaxderain.workdir import hold, latest_step, lock_holder
 
@@ -30,6 +30,11 @@ def test_grids_have_the_papers_sizes_and_unique_names():
     points = grids.grid_points(name, 'paper')
     assert len({p.name for p in points}) == len(points)
   assert len(grids.grid_points('claims', 'cpu', seeds=[7])) == 10
+  confirm = grids.grid_points('confirm', 'cpu')  # the primary tests' fresh seeds
+  assert len(confirm) == 2 * 5 * len(primary.CONFIRMATORY_SEEDS)
+  assert {int(p.arg.rsplit('=', 1)[1]) for p in confirm} == set(primary.CONFIRMATORY_SEEDS)
+  assert not set(primary.CONFIRMATORY_SEEDS) & {0, 1, 2}
+  assert len(grids.grid_points('confirm_trend', 'cpu-long')) == 5 * primary.TREND_SEEDS
   with pytest.raises(ValueError, match="Unknown grid 'fig99'"):
     grids.grid_points('fig99', 'cpu')
 
@@ -41,7 +46,8 @@ def test_study_grid_runs_each_part_once_claim2_first():
   assert parts == {'claim2': 20, 'claims': 30, 'families': 16, 'categories': 6,
                    'table2_resnet': 2, 'table2_slow': 6}
   assert len(set(names)) == len(names) == sum(parts.values())
-  assert names[:2] == ['resnet_small_8_scale-cpu_seed-0', 'resnet_small_8_scale-cpu_seed-1']
+  assert names[:2] == ['resnet_small_8_scale-cpu_seed-0', 'resnet_small_32_scale-cpu_seed-0']
+  assert names.index('resnet_small_8_scale-cpu_seed-1') == 10  # seed by seed: whole curves
   configs = {p.name: sweep.point_config(p) for p in points}
   assert tuple(configs['resnet_medium_8_category-urban100_scale-cpu_seed-2']
                .eval.extra_categories) == ('natural',)  # Figure 10's fourth curve

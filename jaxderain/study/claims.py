@@ -246,8 +246,8 @@ def collapse(arch, category, narrow, wide, ns_narrow, ns_wide, testsets) -> Clai
 def flattens(arch, category, rain_range, ns, testsets) -> ClaimTest:
   """Claim 3: E_B's slope against log2 N is below 0, and its change from FLAT_FROM to the
   largest N over its drop from the smallest N to FLAT_FROM (E_B at FLAT_FROM
-  interpolated in log2 N), signed, lies within +-FLAT_RATIO. Needs N on both sides of
-  FLAT_FROM."""
+  interpolated in log2 N), signed, lies within +-FLAT_RATIO. `ns` must hold N below and
+  above FLAT_FROM."""
   x = np.log2(ns)
   at = statistics.interpolation_weights(x, math.log2(FLAT_FROM))
   first, last = np.eye(len(ns))[0], np.eye(len(ns))[-1]

@@ -231,8 +231,10 @@ def _claim_section(verdict: dict) -> list[str]:
              'Holm):', '']
   for t in verdict['secondary']:
     holm = {True: ' (agrees after Holm)', False: '', None: ' (not tested)'}
+    dropped = (f'; left out for a non-finite value: {", ".join(t["dropped"])}'
+               if t.get('dropped') else '')
     text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**'
-                f'{holm[t.get("agrees", False)]}')
+                f'{holm[t.get("agrees", False)]}{dropped}')
   if not verdict['secondary']:
     text.append('- no secondary test could be computed')
   if verdict.get('note'):

@@ -23,7 +23,8 @@ from jaxderain.study.claims import FLAT_FROM, FLAT_RATIO
 from jaxderain.study.results import split_converged
 from jaxderain.study.statistics import NOT_CONVERGED, NOT_RUN, Interval
 
-MIN_LEVELS = 3  # values of N a trend (slope, collapse point) needs
+MIN_LEVELS = 3  # values of N a curve's test (slope, collapse, flattening) needs; the
+# flattening also needs N below and above claims.FLAT_FROM
 FEW_BACKGROUNDS = 512  # claim 5: objectives with N up to this vs the largest N
 # Claim 4's order, most complex first; equal ranks are not ordered.
 COMPLEXITY_RANK = {'celeba': 0, 'div2k': 1, 'natural': 1, 'manga109': 2, 'urban100': 3}
