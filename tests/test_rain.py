@@ -158,14 +158,3 @@ def test_streak_shapes_recover_angle_and_order_length_and_width():
       assert shapes[(angle, 30, width)][1] > 1.5 * shapes[(angle, 10, width)][1]
     for length in (10, 30):
       assert shapes[(angle, length, 9)][2] > shapes[(angle, length, 1)][2] + 0.5
-
-
-def test_unseen_rain_is_measured_outside_the_small_and_medium_ranges_only():
-  measure = lambda spec, key: np.concatenate([stats.streak_shapes(x) for x in np.asarray(
-      rain.synthesize(jax.random.key(key), 32, 128, 128, spec))])
-  bounds = {name: stats.measured_range(measure(name, 0)) for name in rain.RAIN_RANGES}
-  unseen = measure(rain.UNSEEN_RANGE, 1)
-  outside = {name: stats.share_outside(unseen, b)['any'] for name, b in bounds.items()}
-  assert outside['small'] > 0.9 and outside['medium'] > 0.5 > outside['large']
-  own = stats.share_outside(measure('medium', 2), bounds['medium'])  # fresh medium rain
-  assert own['any'] < 0.1 and set(own) == {*stats.SHAPE_AXES, 'any'}

@@ -1,12 +1,14 @@
-"""The committed study results: what the reports and the pre-registration say of them."""
+"""The committed study results and the pre-registration: what the reports say, the seeds
+the power analysis asks for, how unseen the test rain is."""
 
 import json
 import math
 import pathlib
 
-import pytest
+import subprocess
+import sys
 
-from jaxderain.study import grids, primary, results
+from jaxderain.study import grids, primary, results, test_rain
 
 STUDIES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'studies'
 
@@ -49,3 +51,23 @@ def test_the_confirmatory_seeds_are_what_the_power_analysis_asks():
   assert len(grids.grid_points('confirm', 'cpu')) == 2 * 5 * max(needed.values())
   assert primary.TREND_SEEDS >= 5 and primary.TREND_SEEDS >= max(
       needed[c] for c in primary.TREND_CLAIMS)
+
+
+def test_the_power_analysis_is_printed_by_a_command():
+  printed = subprocess.run(
+      [sys.executable, '-m', 'jaxderain.study', 'plan', '--power', f'--out={STUDIES / "cpu"}'],
+      capture_output=True, text=True, check=True).stdout
+  assert '| 2 | collapse shift in log2 N |' in printed and 'more than 10: run 10' in printed
+  assert printed.strip().endswith('seeds a point by claim: 1: 4, 2: 10, 3: 6, 5: 5, distance: 8')
+
+
+def test_the_unseen_rain_is_measured_outside_the_small_and_medium_ranges_only():
+  table = test_rain.shares('', scale='smoke')  # no data_dir: no Rain100L
+  unseen = table['natural_unseen']
+  assert unseen['small']['any'] > 0.9 and unseen['medium']['any'] >= test_rain.UNSEEN_SHARE
+  assert unseen['large']['any'] < 0.1
+  beyond = [table[f'natural_angle{a}']['medium']['any'] for a in (50, 60, 70, 80, 90)]
+  assert min(beyond) >= test_rain.UNSEEN_SHARE > table['natural_angle10']['medium']['any']
+  lines = test_rain.lines(table)
+  assert lines[0].startswith('| test set | streaks | outside small |')
+  assert any(line.startswith('| natural_unseen |') and '**' in line for line in lines)

@@ -517,3 +517,28 @@ def test_gate_ignores_train_images_that_drew_no_rain(tmp_path):
   result['per_image'][0]['psnr'] = 19.0  # worse than the identity where there is rain
   (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
   assert results.load_points(tmp_path)[0][0].converged is False
+
+
+def test_the_gate_reads_the_last_checkpoint_of_every_point(tmp_path):
+  folder = add_point(tmp_path, 'resnet', 'natural', 'medium', 8)
+  result = eval_result('natural_train', 60.0, 3.0, 0.9, psnr=20.001)  # recent mean: above
+  for row in result['per_image']:
+    row['psnr'] = 20.0  # the last checkpoint: the identity's
+  (folder / 'eval' / 'natural_train.json').write_text(json.dumps(result))
+  assert results.load_points(tmp_path)[0][0].converged is False
+
+
+def test_a_claim_passes_beside_one_seed_groups_and_lists_non_finite_seeds(tmp_path):
+  paper_like(tmp_path, seeds=EXPLORATORY + CONFIRMATORY)
+  for n in (8, 4096):  # a slow model's one seed: its tests are not tested
+    add_point(tmp_path, 'spdnet', 'natural', 'medium', n, 0, share=SHARES['medium'][
+        NS.index(n)])
+  broken = add_point(tmp_path, 'resnet', 'natural', 'medium', 8, CONFIRMATORY[-1] + 1,
+                     share=math.nan).name  # a NaN net removal: not a usable seed
+  result = report.write_report(tmp_path, figures=False)
+  tradeoff = result['verdicts'][4]
+  assert tradeoff['status'] == 'PASS'
+  assert 'spdnet/natural: N=8 medium vs N=4096 medium' in tradeoff['not_tested']
+  assert tradeoff['primary']['dropped'] == [broken]
+  assert tradeoff['primary']['seeds']['resnet/natural/medium N=8 net_removal on unseen'] == 3
+  assert f'Left out for a non-finite value: {broken}.' in result['report'].read_text()

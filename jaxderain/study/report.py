@@ -107,6 +107,10 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
   scales = sorted({str(r['scale']) for r in rows})
   text = [
       '# Study report', '',
+      f'Confirmatory: the primary tests on seeds {_seed_range(primary.CONFIRMATORY_SEEDS)}, '
+      'fixed before they ran (docs/study.md#primary-tests). **Exploratory: everything '
+      'else** (the other seeds\' estimates, the secondary tests, the figures\' reading).',
+      '',
       f'{result["num_points"]} grid points: {len(result["not_run"])} not run, '
       f'{len(result["not_converged"])} not converged' + (
           f', {len(result["little_removal"])} removing little of their own training rain '
@@ -184,6 +188,10 @@ VERDICT_METHOD = (
     'INCONCLUSIVE: it holds no effect (or there is no interval). Removal is net removal '
     '(1 - sum_M |output - clean| / sum_M (rainy - clean), eval/metrics.py), which counts '
     'over-subtraction as damage. Claim 4 has no primary test: it fails if a pair fails.')
+
+
+def _seed_range(seeds) -> str:
+  return f'{min(seeds)}-{max(seeds)}'
 
 
 def _seeds_text(outcome: dict) -> str:
