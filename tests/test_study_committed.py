@@ -8,7 +8,7 @@ import pathlib
 import subprocess
 import sys
 
-from jaxderain.study import grids, primary, results, test_rain
+from jaxderain.study import grids, primary, results, unseen
 
 STUDIES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'studies'
 
@@ -62,12 +62,12 @@ def test_the_power_analysis_is_printed_by_a_command():
 
 
 def test_the_unseen_rain_is_measured_outside_the_small_and_medium_ranges_only():
-  table = test_rain.shares('', scale='smoke')  # no data_dir: no Rain100L
-  unseen = table['natural_unseen']
-  assert unseen['small']['any'] > 0.9 and unseen['medium']['any'] >= test_rain.UNSEEN_SHARE
-  assert unseen['large']['any'] < 0.1
+  table = unseen.shares('', scale='smoke')  # no data_dir: no Rain100L
+  measured = table['natural_unseen']
+  assert measured['small']['any'] > 0.9 and measured['medium']['any'] >= unseen.UNSEEN_SHARE
+  assert measured['large']['any'] < 0.1
   beyond = [table[f'natural_angle{a}']['medium']['any'] for a in (50, 60, 70, 80, 90)]
-  assert min(beyond) >= test_rain.UNSEEN_SHARE > table['natural_angle10']['medium']['any']
-  lines = test_rain.lines(table)
+  assert min(beyond) >= unseen.UNSEEN_SHARE > table['natural_angle10']['medium']['any']
+  lines = unseen.lines(table)
   assert lines[0].startswith('| test set | streaks | outside small |')
   assert any(line.startswith('| natural_unseen |') and '**' in line for line in lines)

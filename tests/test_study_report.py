@@ -183,9 +183,9 @@ def test_compute_and_machines_come_from_the_sweeps_done_json(tmp_path):
     (folder / 'done.json').write_text(json.dumps(
         {'arg': 'x', 'seconds': seconds, 'results': [], 'device': 'cpu', 'cpu': cpu, **extra}))
   timed(8, 100.0, 'AMD EPYC')  # written before done.json said where a run resumed
-  timed(32, 300.0, "Xeon", resumed_from_step=2000)
-  timed(128, 200.0, "Xeon", resumed_from_step=0)
-  add_point(tmp_path, "resnet", "natural", "medium", 512)  # not timed by a sweep
+  timed(32, 300.0, 'Xeon', resumed_from_step=2000)
+  timed(128, 200.0, 'Xeon', resumed_from_step=0)
+  add_point(tmp_path, 'resnet', 'natural', 'medium', 512)  # not timed by a sweep
   text = report.write_report(tmp_path, figures=False)['report'].read_text()
   assert ('Compute: 10.0 min of training and evaluation over 3 timed points (200 s a point); '
           '1 of them resumed from a checkpoint and timed from there only; 1 do not record '

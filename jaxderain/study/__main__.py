@@ -10,7 +10,7 @@
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study plan --power --out=docs/studies/cpu  # seeds the primary tests need
-  python -m jaxderain.study test_rain --data_dir=../shared/data  # how unseen each test rain is
+  python -m jaxderain.study unseen --data_dir=../shared/data  # how unseen each test rain is
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
 
@@ -26,7 +26,7 @@ from absl import flags
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import (complexity, grids, plan, primary, results, status, sweep,
-                             test_rain)
+                             unseen)
 from jaxderain.study.results import TEST_RAINS
 from jaxderain.workdir import hold
 
@@ -105,7 +105,7 @@ def _run(points, out) -> dict:
 
 
 def main(argv):
-  commands = ('run', 'report', 'complexity', 'status', 'plan', 'test_rain')
+  commands = ('run', 'report', 'complexity', 'status', 'plan', 'unseen')
   if len(argv) != 2 or argv[1] not in commands:
     raise ConfigError(f'name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
@@ -129,8 +129,8 @@ def main(argv):
         f'{claim}: {n}' for claim, n in primary.seeds_needed(table).items()))
   elif argv[1] == 'plan':
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
-  elif argv[1] == 'test_rain':
-    print('\n'.join(test_rain.lines(test_rain.shares(_DATA_DIR.value))))
+  elif argv[1] == 'unseen':
+    print('\n'.join(unseen.lines(unseen.shares(_DATA_DIR.value))))
   elif argv[1] == 'report':
     from jaxderain.study import report  # pylint: disable=g-import-not-at-top
     report.cli(_require_out(), test_rain=_TEST_RAIN.value,

@@ -3,7 +3,7 @@
 docs/study.md#primary-tests states them in words and says why; this module is that text
 as code. Every primary test is on resnet trained on `natural` backgrounds, tested on the
 built-in unseen rain (`natural_unseen`, measured outside the small and medium ranges:
-study/test_rain.py) or, for the distance claim, on the angle-shifted rains beyond the
+study/unseen.py) or, for the distance claim, on the angle-shifted rains beyond the
 medium range. It is decided on the confirmatory seeds alone (CONFIRMATORY_SEEDS); its
 exploratory estimate comes from the other seeds. A claim's verdict is its primary test's.
 The power analysis (`study plan --power`) sized the seeds.

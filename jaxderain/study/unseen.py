@@ -7,7 +7,7 @@ carries the measurement's own blur and bias on both sides). A test rain is *unse
 range when at least half of its streaks fall outside it on some axis
 (UNSEEN_SHARE); the training rain itself scores about 0.05 against its own range.
 
-  python -m jaxderain.study test_rain --data_dir=../shared/data   # the table
+  python -m jaxderain.study unseen --data_dir=../shared/data   # the table
 """
 
 from __future__ import annotations
