@@ -16,6 +16,7 @@ import pytest
 
 from jaxderain import errors
 from jaxderain.study import grids, on_ray, primary, status, sweep
+from jaxderain.study.folders import PointFolder, StudyFolder
 from jaxderain.train import checkpoints
 from jaxderain.workdir import hold, latest_step, lock_holder
 
@@ -159,7 +160,7 @@ def test_ray_runs_the_grid_as_the_local_engine_does(tmp_path, local_study, ray_c
   summary = on_ray.run(smoke + [bad], tmp_path, address=cluster.address)
   assert summary['done'] == 2 and list(summary['failed']) == [bad.name]
   assert 'Unknown background category' in summary['failed'][bad.name]
-  log = (tmp_path / 'points' / bad.name / on_ray.LOG_NAME).read_text()
+  log = StudyFolder(tmp_path).point(bad.name).log_file.read_text()
   assert log.count('--- ') == 1  # a user error: run once, not retried
   states = {row['point']: row['state'] for row in status.point_states(tmp_path)}
   assert states == {**{p.name: 'done' for p in smoke}, bad.name: 'failed'}
@@ -205,7 +206,7 @@ def test_a_point_whose_node_dies_finishes_on_another_as_if_never_stopped(
     cluster.remove_node(node, allow_graceful=False)
   driver.join(timeout=600)
   assert summary == {'done': 1, 'skipped': 0, 'failed': {}}
-  log = (workdir / on_ray.LOG_NAME).read_text()
+  log = PointFolder(workdir).log_file.read_text()
   assert log.count('--- ') == 2 and 'Resuming from checkpoint at step' in log
   done = json.loads((workdir / 'done.json').read_text())
   assert stopped_at <= done['resumed_from_step'] < total  # timed from the resumed step
@@ -220,7 +221,7 @@ def test_a_point_that_cannot_run_is_reported_and_a_damaged_result_is_redone(tmp_
   points = [grids.Point('resnet,medium,8,category=/no/such/folder,scale=smoke'), point]
   summary = sweep.run(points, tmp_path)
   assert summary['done'] == 1 and list(summary['failed']) == [points[0].name]
-  assert 'Unknown background category' in sweep.failure(tmp_path / 'points' / points[0].name)
+  assert 'Unknown background category' in StudyFolder(tmp_path).point(points[0].name).failure()
 
   workdir = tmp_path / 'points' / point.name
   done = json.loads((workdir / 'done.json').read_text())
@@ -249,9 +250,9 @@ def test_user_errors_fail_their_point_and_other_errors_stop_the_sweep(tmp_path, 
   if isinstance(error, errors.UserError):  # recorded, and the sweep goes on
     summary = sweep.run(points, tmp_path, together=together)
     assert summary['done'] == 0 and summary['failed'] == {p.name: str(error) for p in points}
-    assert {p.name: sweep.failure(tmp_path / 'points' / p.name) for p in points} == \
+    assert {p.name: StudyFolder(tmp_path).point(p.name).failure() for p in points} == \
         summary['failed']
   else:  # a bug: its traceback, not a failed point
     with pytest.raises(type(error), match='a bug'):
       sweep.run(points, tmp_path, together=together)
-    assert not any(sweep.failure(tmp_path / 'points' / p.name) for p in points)
+    assert not any(StudyFolder(tmp_path).point(p.name).failure() for p in points)

@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from jaxderain import errors
-from jaxderain.study import grids, plan, status, sweep
+from jaxderain.study import grids, plan, results, status
+from jaxderain.study.folders import DoneRecord, StudyFolder
 
 
 def results_folder(folder):
@@ -65,21 +66,42 @@ def test_a_missing_benchmark_file_or_scale_is_one_clear_error(tmp_path):
 
 def test_status_reads_each_points_state_from_the_folder(tmp_path):
   points = grids.grid_points('smoke', 'smoke')
-  folders = [tmp_path / 'points' / p.name for p in points]
-  for folder in folders[:3]:
-    (folder / 'eval').mkdir(parents=True)
-  (folders[0] / 'eval' / 'natural_unseen.json').write_text('{}')
-  (folders[0] / 'done.json').write_text(json.dumps({'seconds': 12.5,
-                                                    'results': ['natural_unseen.json']}))
-  (folders[1] / 'run.lock').write_text(json.dumps(
+  study = StudyFolder(tmp_path)
+  folders = [study.point(p.name) for p in points]
+  for folder in folders:
+    folder.eval_dir.mkdir(parents=True)
+  (folders[0].eval_dir / 'natural_unseen.json').write_text('{}')
+  folders[0].write_done(DoneRecord(arg=points[0].arg, seconds=12.5,
+                                   results=('natural_unseen.json',)))
+  (folders[1].path / 'run.lock').write_text(json.dumps(
       {'host': socket.gethostname(), 'pid': os.getpid(), 'purpose': 'training'}))
-  sweep.record_failure(folders[2], 'no such category')
+  folders[2].record_failure('no such category')
+  (folders[3].eval_dir / 'natural_unseen.json').write_text('{}')
+  (folders[3].path / 'done.json').write_text('')  # cut short: not done, named
   rows = status.point_states(tmp_path, points)
   assert [r['state'] for r in rows] == ['done', 'running', 'failed', 'pending']
   assert rows[0]['seconds'] == 12.5 and f'PID {os.getpid()}' in rows[1]['note']
+  assert rows[3]['note'].startswith(f'{points[3].name}/done.json is damaged')
   assert status.lines(rows)[-1] == '1 done, 1 running, 1 failed, 1 pending'
-  (folders[1] / 'run.lock').write_text(json.dumps(
+  (folders[1].path / 'run.lock').write_text(json.dumps(
       {'host': socket.gethostname(), 'pid': 2**22 + 7, 'purpose': 'training'}))  # gone
   states = {r['point']: r['state'] for r in status.point_states(tmp_path)}  # no grid
   assert states == {points[0].name: 'done', points[1].name: 'pending',
-                    points[2].name: 'failed'}
+                    points[2].name: 'failed', points[3].name: 'pending'}
+
+
+@pytest.mark.parametrize('text', ['', '[]', '{"results": 5}', '{"arg": "x", "seconds": "x"}',
+                                  '{"seconds": 1.0}'])
+def test_a_damaged_done_record_is_not_done_and_named(tmp_path, text):
+  folder = StudyFolder(tmp_path).point('p')
+  folder.eval_dir.mkdir(parents=True)
+  (folder.eval_dir / 'natural_unseen.json').write_text('{}')
+  (folder.path / 'config.json').write_text('{"arch": "resnet"}')
+  (folder.path / 'done.json').write_text(text)
+  assert not folder.is_done()
+  with pytest.raises(ValueError, match='p/done.json is damaged'):
+    folder.done_record()
+  _, not_run = results.load_points(tmp_path)  # the report names it, never a traceback
+  assert not_run[0]['point'] == 'p' and 'done.json is damaged' in not_run[0]['reason']
+  folder.write_done(DoneRecord(arg='x', seconds=1.0, results=('natural_unseen.json',)))
+  assert folder.is_done() and folder.done_record().machine == {}

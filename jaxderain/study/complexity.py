@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxderain.data.backgrounds import background_set, load_category
+from jaxderain.study.folders import StudyFolder
 from jaxderain.study.results import read_json
 
-CACHE_FILE = 'complexity.json'  # OUT/complexity.json: measured once, then reused
 
 
 def _block_average(images, block: int):
@@ -88,7 +88,7 @@ def cached_category_stats(out_dir, sources: dict[str, tuple[str, str | None]]
   """({name: mean, std, patches}, {name: why it was skipped}) for every category of
   `sources` ({name: (category, data_dir)}) and those cached before. Read from and added
   to OUT/complexity.json, so a category measured once needs no images again."""
-  cache_file = pathlib.Path(out_dir) / CACHE_FILE
+  cache_file = StudyFolder(out_dir).complexity_file
   stats = read_json(cache_file) if cache_file.is_file() else {}
   skipped = {}
   for name, (category, data_dir) in sorted(sources.items()):

@@ -33,6 +33,7 @@ import warnings
 
 from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, MissingPackage, first_line
 from jaxderain.study import grids, sweep
+from jaxderain.study.folders import StudyFolder
 from jaxderain.study.grids import Point
 from jaxderain.workdir import LOCK_NAME, lock_holder
 
@@ -40,7 +41,6 @@ from jaxderain.workdir import LOCK_NAME, lock_holder
 # the data, and JAX's persistent compilation cache (when set, points of one shape compile
 # once for the whole sweep).
 FORWARDED_ENV = ('JAXDERAIN_DATA_DIR', 'JAX_COMPILATION_CACHE_DIR')
-LOG_NAME = 'sweep.log'
 _PR_SET_PDEATHSIG = 1
 
 
@@ -85,10 +85,10 @@ def _clear_lock_of_earlier_attempt(workdir: pathlib.Path, wait_s: float = 15) ->
 def run_task(encoded_points: str, out: str, together: int, env: dict) -> int:
   """Train and evaluate the points (grids.encode) in a child process; returns its exit
   status (0 or 1) and raises Interrupted when it was killed or preempted."""
-  workdirs = [pathlib.Path(out) / 'points' / p.name for p in grids.decode(encoded_points)]
-  for workdir in workdirs:
-    _clear_lock_of_earlier_attempt(workdir)
-  log = workdirs[0] / LOG_NAME
+  folders = [StudyFolder(out).point(p.name) for p in grids.decode(encoded_points)]
+  for folder in folders:
+    _clear_lock_of_earlier_attempt(folder.path)
+  log = folders[0].log_file
   log.parent.mkdir(parents=True, exist_ok=True)
   with log.open('a') as stream:
     stream.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S %Z")} on {socket.gethostname()}\n')
@@ -99,12 +99,12 @@ def run_task(encoded_points: str, out: str, together: int, env: dict) -> int:
         stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, **env}, check=False,
         preexec_fn=_die_with_parent).returncode
   if code < 0 or code == PREEMPTED_EXIT_CODE:
-    raise Interrupted(f'{workdirs[0].name}: the child ended with status {code}')
-  if code != 0 and not all(sweep.is_done(w) or sweep.failure(w) for w in workdirs):
-    for workdir in workdirs:  # a crash: a bug, not retried
-      if not sweep.is_done(workdir):
-        sweep.record_failure(workdir, f'crashed with exit status {code} ({_last_line(log)}); '
-                                      f'its log: {log}')
+    raise Interrupted(f'{folders[0].name}: the child ended with status {code}')
+  if code != 0 and not all(f.is_done() or f.failure() for f in folders):
+    for folder in folders:  # a crash: a bug, not retried
+      if not folder.is_done():
+        folder.record_failure(f'crashed with exit status {code} ({_last_line(log)}); its '
+                              f'log: {log}')
   return code
 
 
@@ -164,7 +164,8 @@ def run(points: list[Point], out, together: int = 1, address: str | None = None,
   'skipped', 'failed'} like sweep.run. A progress bar counts points on stderr."""
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(out).absolute()
-  todo = [p for p in points if not sweep.is_done(out / 'points' / p.name)]
+  study = StudyFolder(out)
+  todo = [p for p in points if not study.point(p.name).is_done()]
   ray = _connect(address)
   remote = ray.remote(run_task).options(
       **_resources(ray, gpus_per_point, cpus_per_point), max_retries=retries,
@@ -186,17 +187,17 @@ def run(points: list[Point], out, together: int = 1, address: str | None = None,
           ray.get(ref)
         except ray.exceptions.RayError as error:  # lost more than `retries` times
           for point in group:
-            sweep.record_failure(out / 'points' / point.name,
-                                 f'gave up after {retries + 1} attempts: {first_line(error)}')
+            study.point(point.name).record_failure(
+                f'gave up after {retries + 1} attempts: {first_line(error)}')
         for point in group:
-          workdir = out / 'points' / point.name
-          if sweep.is_done(workdir):
+          folder = study.point(point.name)
+          if folder.is_done():
             done += 1
           else:
-            failures[point.name] = sweep.failure(workdir) or 'not done'
+            failures[point.name] = folder.failure() or 'not done'
             logging.error('Point %s failed: %s', point.name, failures[point.name])
         bar.update(len(group))
-      running = sum(lock_holder(out / 'points' / p.name) is not None for p in todo)
+      running = sum(study.point(p.name).lock_holder() is not None for p in todo)
       if (counts := f'running {running}, failed {len(failures)}') != bar.postfix:
         bar.set_postfix_str(counts)
   return {'done': done, 'skipped': len(points) - len(todo), 'failed': failures}

@@ -35,6 +35,7 @@ from jaxderain.errors import ConfigError
 from jaxderain.rain import RAIN_RANGES
 from jaxderain.study import claims, complexity, primary, results, statistics, verdicts
 from jaxderain.study.figures import FIGURES, draw as draw_figures
+from jaxderain.study.folders import StudyFolder
 from jaxderain.study.results import PointResult, curves, order_key
 from jaxderain.study.statistics import Interval
 
@@ -360,7 +361,7 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
                      f'got {test_rain!r}.')
   out_dir = pathlib.Path(out_dir)
   points, not_run = results.load_points(out_dir)
-  report_dir = out_dir / ('report' if test_rain == 'auto' else f'report_{test_rain}')
+  report_dir = StudyFolder(out_dir).report_dir(test_rain)
   report_dir.mkdir(parents=True, exist_ok=True)
   rows = results.result_rows(points)
   kind = results.choose_test_rain(points) if test_rain == 'auto' else test_rain

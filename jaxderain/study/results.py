@@ -1,8 +1,8 @@
 """Reading a sweep's results: its points, one row per point and test set, the test rain,
 the convergence gate and seed statistics per curve.
 
-A sweep's folder OUT holds OUT/points/<name>/config.json, done.json and
-eval/<testset>.json. Choices:
+A study folder (study/folders.py) holds each point's config, done record and eval JSONs.
+Choices:
 - Metrics are a run's `recent` means (the last few checkpoints' evaluations) when its JSON
   has them, else the final checkpoint's values.
 - One kind of test rain for every point: Rain100L's layers on held-out backgrounds
@@ -26,7 +26,7 @@ import numpy as np
 from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
 from jaxderain.errors import NotFoundError
 from jaxderain.eval.metrics import METRIC_KEYS
-from jaxderain.workdir import lock_holder
+from jaxderain.study.folders import StudyFolder
 
 # A row's per-image values ({metric: [values]}, the last checkpoint's): the statistics'
 # second source of noise (study/statistics.py); not written to results.csv.
@@ -110,43 +110,46 @@ def read_json(path: pathlib.Path):
 
 
 def load_points(out_dir) -> tuple[list[PointResult], list[dict]]:
-  """Evaluated points of OUT/points, and the others as {'point', 'reason'}. An
+  """Evaluated points of the study folder OUT, and the others as {'point', 'reason'}. An
   unreadable eval file (e.g. cut short) is left out of its point, which keeps its other
-  results and names the file in `unreadable`."""
-  folder = pathlib.Path(out_dir) / 'points'
-  if not folder.is_dir():
-    raise NotFoundError(f'{folder} does not exist: pass the --out folder of a study '
-                            'sweep (it holds points/<name>/config.json).')
+  results and names the file in `unreadable`; a damaged done record leaves the point
+  out, named."""
+  study = StudyFolder(out_dir)
+  if not study.points_dir.is_dir():
+    raise NotFoundError(f'{study.points_dir} does not exist: pass the --out folder of a '
+                        'study sweep (it holds points/<name>/config.json).')
   points, not_run = [], []
-  for path in sorted(p for p in folder.iterdir() if p.is_dir()):
-    if not (path / 'config.json').is_file():
-      not_run.append({'point': path.name, 'reason': 'no config.json'})
+  for folder in study.points():
+    if not folder.config_file.is_file():
+      not_run.append({'point': folder.name, 'reason': 'no config.json'})
       continue
-    if holder := lock_holder(path):  # its results may be half written
-      not_run.append({'point': path.name, 'reason': f'still running ({holder.get("purpose")} '
+    if holder := folder.lock_holder():  # its results may be half written
+      not_run.append({'point': folder.name, 'reason': f'still running ({holder.get("purpose")} '
                       f'by PID {holder.get("pid")} on {holder.get("host")})'})
       continue
     try:
-      config = read_json(path / 'config.json')
-      done = read_json(path / 'done.json') if (path / 'done.json').is_file() else {}
+      config = read_json(folder.config_file)
+      if not isinstance(config, dict):
+        raise ValueError(f'unreadable {folder.name}/config.json (not an object)')
+      done = folder.done_record()
     except ValueError as error:
-      not_run.append({'point': path.name, 'reason': str(error)})
+      not_run.append({'point': folder.name, 'reason': str(error)})
       continue
     evals, unreadable = {}, []
-    for file in sorted((path / 'eval').glob('*.json')):
+    for file in folder.eval_files():
       try:
         evals[file.stem] = read_json(file)
       except ValueError as error:
         unreadable.append(str(error).removeprefix('unreadable '))
-    machine = {k: v for k, v in done.items()
-               if k not in ('arg', 'seconds', 'resumed_from_step', 'results')}
     if evals:
-      points.append(PointResult(path.name, path, config, evals, done.get('seconds'),
-                                done.get('resumed_from_step'), machine, unreadable))
+      points.append(PointResult(folder.name, folder.path, config, evals,
+                                done.seconds if done else None,
+                                done.resumed_from_step if done else None,
+                                done.machine if done else {}, unreadable))
     else:
       reason = 'no eval results' + (f' (unreadable: {"; ".join(unreadable)})'
                                     if unreadable else '')
-      not_run.append({'point': path.name, 'reason': reason})
+      not_run.append({'point': folder.name, 'reason': reason})
   return points, not_run
 
 

@@ -1,19 +1,15 @@
 """Where a sweep stands, read from its folder alone (no cluster, nothing started).
 
-A point is `done` (done.json and its results readable), `running` (a live process holds
-its workdir's lock: training or evaluation, with its host and PID), `failed` (its
-failed.json says why), `started` (checkpoints, no process: a sweep resumes it) or
-`pending` (nothing yet; listed only when the grid is given).
+A point is `done` (its done record and results read back), `running` (a live process
+holds its workdir's lock: training or evaluation, with its host and PID), `failed` (its
+failure record says why), `started` (checkpoints, no process: a sweep resumes it) or
+`pending` (nothing yet, or a damaged done record, named in the note).
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
-
-from jaxderain.study import sweep
+from jaxderain.study.folders import StudyFolder
 from jaxderain.study.grids import Point
-from jaxderain.workdir import latest_step, lock_holder
 
 STATES = ('done', 'running', 'failed', 'started', 'pending')
 
@@ -21,26 +17,28 @@ STATES = ('done', 'running', 'failed', 'started', 'pending')
 def point_states(out, points: list[Point] | None = None) -> list[dict]:
   """One row per point of OUT (and per point of `points` not there yet): its name,
   state, latest checkpoint step, seconds (done points) and a note."""
-  out = pathlib.Path(out)
+  study = StudyFolder(out)
   names = [p.name for p in points or ()]  # the grid's order, then any other folders
-  names += sorted(p.name for p in (out / 'points').glob('*')
-                  if p.is_dir() and p.name not in names)
+  names += [p.name for p in study.points() if p.name not in names]
   rows = []
   for name in names:
-    workdir = out / 'points' / name
-    holder = lock_holder(workdir) if workdir.is_dir() else None
-    step = latest_step(workdir) if workdir.is_dir() else None
+    folder = study.point(name)
+    holder, step = folder.lock_holder(), folder.latest_step()
     row = {'point': name, 'step': step, 'seconds': None, 'note': ''}
-    if sweep.is_done(workdir):
-      row['state'] = 'done'
-      row['seconds'] = json.loads((workdir / 'done.json').read_text()).get('seconds')
+    try:
+      record, damaged = folder.done_record(), ''
+    except ValueError as error:  # named in the note; the point runs again
+      record, damaged = None, str(error)
+    if record and folder.is_done():
+      row['state'], row['seconds'] = 'done', record.seconds
     elif holder:
       row['state'] = 'running'
       row['note'] = f'{holder.get("purpose")} by PID {holder.get("pid")} on {holder.get("host")}'
-    elif (reason := sweep.failure(workdir)) is not None:
+    elif (reason := folder.failure()) is not None:
       row['state'], row['note'] = 'failed', reason[:120]
     else:
       row['state'] = 'started' if step is not None else 'pending'
+      row['note'] = damaged
     rows.append(row)
   return rows
 

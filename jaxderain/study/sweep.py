@@ -1,12 +1,11 @@
 """Run a grid as one resumable sweep: every point trained and evaluated in turn.
 
-Each point lives in OUT/points/<name>/ (a launch.py workdir). A point counts as done
-when OUT/points/<name>/done.json exists (written after its evaluation, with the wall
-time, the machine and the result files) and those files read back (`is_done`); a point
-that cannot run records why in OUT/points/<name>/failed.json until it runs again. So a
-killed sweep resumes where it stopped: done points are skipped, a point killed
-mid-training resumes from its latest checkpoint, and a point with a damaged result is
-evaluated again. A study kept in the repository (docs/studies/<rung>/) commits each done
+Each point lives in its point folder (study/folders.py: a launch.py workdir). A point
+counts as done when its done record (written after its evaluation, with the wall time,
+the machine and the result files) and those files read back; a point that cannot run
+records why until it runs again. So a killed sweep resumes where it stopped: done points
+are skipped, a point killed mid-training resumes from its latest checkpoint, and a point
+with a damaged record or result is evaluated again. A study kept in the repository (docs/studies/<rung>/) commits each done
 point's config.json, done.json and eval/*.json (not its checkpoints, see .gitignore):
 `run` on another machine skips them and `report` rebuilds everything from them.
 
@@ -19,7 +18,6 @@ cpu-scale ResNet 1.2-2.2x faster, paper-scale 3.5-6.6x slower).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pathlib
@@ -32,8 +30,8 @@ import jax
 from jaxderain import experiment
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, UserError
+from jaxderain.study.folders import DoneRecord, StudyFolder
 from jaxderain.study.grids import Point
-from jaxderain.workdir import latest_step
 
 # Every study point evaluates its last three checkpoints, saved at 80, 90 and 100% of
 # training, so metrics are means over the end of training rather than one checkpoint.
@@ -66,7 +64,7 @@ def commands(points: list[Point], out) -> list[str]:
   lines = []
   for point in points:
     flags = [f'--config=configs/grid.py:{point.arg}',
-             f'--workdir={pathlib.Path(out) / "points" / point.name}']
+             f'--workdir={StudyFolder(out).point(point.name).path}']
     flags += [f'--config.{field}={value!r}' if isinstance(value, tuple)
               else f'--config.{field}={value}' for field, value in overrides(point).items()]
     line = ' '.join(shlex.quote(f) for f in flags)
@@ -87,7 +85,7 @@ def groups(points: list[Point], out, together: int) -> list[list[Point]]:
     except ConfigError:  # a bad grid point: reported when it runs alone
       alone.append([point])
       continue
-    if latest_step(pathlib.Path(out) / 'points' / point.name) is not None:
+    if StudyFolder(out).point(point.name).latest_step() is not None:
       alone.append([point])
     else:
       compatible.setdefault(key, []).append(point)
@@ -102,7 +100,7 @@ def train_group(group: list[Point], out) -> float:
   start = time.time()
   try:
     experiment.train_together([point_config(p) for p in group],
-                              [str(pathlib.Path(out) / 'points' / p.name) for p in group])
+                              [str(StudyFolder(out).point(p.name).path) for p in group])
   except UserError as error:
     logging.warning('Training %s together failed (%s); training them one by one.',
                     ', '.join(p.name for p in group), error)
@@ -118,17 +116,17 @@ def run(points: list[Point], out, together: int = 1) -> dict:
   checkpoints the running point(s) and raises loop.Preempted; rerunning resumes there.
   together: train up to this many compatible fresh points in one vmapped program (see
   `groups`); their done.json seconds include an equal share of the group's training."""
-  out = pathlib.Path(out)
-  todo = [p for p in points if not is_done(out / 'points' / p.name)]
+  study = StudyFolder(out)
+  todo = [p for p in points if not study.point(p.name).is_done()]
   logging.info('Sweep: %d points, %d already done, %d to run.', len(points),
                len(points) - len(todo), len(todo))
   failures, finished, started, index = {}, 0, time.time(), -1
   for group in groups(todo, out, together):
-    first_steps = {p.name: latest_step(out / 'points' / p.name) or 0 for p in group}
+    first_steps = {p.name: study.point(p.name).latest_step() or 0 for p in group}
     shared_seconds = train_group(group, out) / len(group) if len(group) > 1 else 0.0
     for point in group:
       index += 1
-      if not _run_point(point, out, shared_seconds, first_steps[point.name], failures):
+      if not _run_point(point, study, shared_seconds, first_steps[point.name], failures):
         continue
       finished += 1
       elapsed = time.time() - started
@@ -138,67 +136,27 @@ def run(points: list[Point], out, together: int = 1) -> dict:
   return {'done': finished, 'skipped': len(points) - len(todo), 'failed': failures}
 
 
-def _run_point(point: Point, out: pathlib.Path, shared_seconds: float, first_step: int,
+def _run_point(point: Point, study: StudyFolder, shared_seconds: float, first_step: int,
                failures: dict) -> bool:
-  """Train (or finish training) and evaluate one point, then write its done.json, whose
-  seconds time this run from `first_step` (the checkpoint it resumed from, 0 if fresh);
-  False, with the reason in `failures`, if it cannot run (a UserError)."""
-  workdir = out / 'points' / point.name
-  (workdir / FAILED_NAME).unlink(missing_ok=True)  # it failed before; it runs again now
+  """Train (or finish training) and evaluate one point, then write its done record,
+  whose seconds time this run from `first_step` (the checkpoint it resumed from, 0 if
+  fresh); False, with the reason in `failures`, if it cannot run (a UserError)."""
+  folder = study.point(point.name)
+  folder.clear_failure()  # it failed before; it runs again now
   point_start = time.time()
   try:
     config = point_config(point)
-    experiment.train(config, str(workdir))
-    results = experiment.evaluate(config, str(workdir))
+    experiment.train(config, str(folder.path))
+    results = experiment.evaluate(config, str(folder.path))
   except UserError as error:
     failures[point.name] = str(error)
     logging.error('Point %s failed: %s', point.name, error)
-    record_failure(workdir, str(error))
+    folder.record_failure(str(error))
     return False
-  (workdir / 'done.json').write_text(json.dumps(
-      {'arg': point.arg, 'seconds': time.time() - point_start + shared_seconds,
-       'resumed_from_step': first_step,
-       'results': sorted(f'{name}.json' for name in results), **machine()}))
-  return True
-
-
-FAILED_NAME = 'failed.json'
-
-
-def record_failure(workdir: pathlib.Path, reason: str) -> None:
-  """Record in WORKDIR/failed.json why the point could not run (`failure` reads it)."""
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / FAILED_NAME).write_text(json.dumps({'reason': reason}))
-
-
-def failure(workdir: pathlib.Path) -> str | None:
-  """Why the point in WORKDIR last failed; None if it has not failed since it last ran."""
-  try:
-    return str(json.loads((workdir / FAILED_NAME).read_text())['reason'])
-  except (OSError, ValueError, KeyError, TypeError):
-    return None
-
-
-def is_done(workdir: pathlib.Path) -> bool:
-  """Whether a point is done: done.json and every result file it lists (all of eval/ for
-  a done.json written before it listed them) are there and readable. A point whose
-  results are damaged is not done (a warning says which file), so `run` evaluates it
-  again, retraining first if its checkpoints are gone."""
-  done = workdir / 'done.json'
-  if not done.is_file():
-    return False
-  try:
-    listed = json.loads(done.read_text()).get('results')
-  except (OSError, ValueError, AttributeError):
-    listed = None
-  names = listed or [f.name for f in (workdir / 'eval').glob('*.json')] or ['(any)']
-  for name in names:
-    try:
-      json.loads((workdir / 'eval' / name).read_text())
-    except (OSError, ValueError) as error:
-      logging.warning('Point %s: result eval/%s is missing or unreadable (%s); evaluating '
-                      'it again.', workdir.name, name, type(error).__name__)
-      return False
+  folder.write_done(DoneRecord(
+      arg=point.arg, seconds=time.time() - point_start + shared_seconds,
+      resumed_from_step=first_step, results=tuple(sorted(f'{name}.json' for name in results)),
+      **machine()))
   return True
 
 
