@@ -107,7 +107,7 @@ def paper_like(out, e_r=falling_e_r, e_b=flattening_e_b, shares=None,
 
 
 def statuses(result):
-  return {v['claim']: v['status'] for v in result['verdicts']}
+  return {v.claim: v.status for v in result.verdicts}
 
 
 def assert_png(path):
@@ -131,7 +131,7 @@ def test_rows_follow_the_eval_files(tmp_path):
     csv_rows = list(csv.DictReader(f))
   json_rows = json.loads((tmp_path / 'report' / 'results.json').read_text())
   assert tuple(csv_rows[0]) == results.FIELDS and tuple(json_rows[0]) == results.FIELDS
-  assert len(csv_rows) == len(json_rows) == len(result['rows']) == 5  # 2 points x 2 sets + 1
+  assert len(csv_rows) == len(json_rows) == len(result.rows) == 5  # 2 points x 2 sets + 1
   by_key = {(r['point'], r['testset']): r for r in json_rows}
   recent = by_key[('resnet_natural_medium_8_s0', 'natural_unseen')]
   assert recent == {
@@ -143,20 +143,20 @@ def test_rows_follow_the_eval_files(tmp_path):
   old = by_key[('unet_natural_medium_32_s0', 'natural_unseen')]  # no `recent`: top level
   assert (old['E_R'], old['converged']) == (7.0, False)
   assert csv_rows[0]['converged'] in ('True', 'False')
-  assert result['num_points'] == 5
-  assert result['not_run'][:2] == [
+  assert result.num_points == 5
+  assert result.not_run[:2] == [
       {'point': 'broken', 'reason': 'no config.json'},
       {'point': 'resnet_natural_small_8_s0', 'reason': 'no eval results'}]
-  assert result['not_run'][2] == {'point': 'unet_natural_small_8_s0',
+  assert result.not_run[2] == {'point': 'unet_natural_small_8_s0',
                                   'reason': 'no natural_unseen results'}
-  assert result['unreadable'][0].startswith('unet_natural_small_8_s0: eval/natural_unseen.json')
-  assert {r['testset'] for r in result['rows'] if r['point'] == 'unet_natural_small_8_s0'} == {
+  assert result.unreadable[0].startswith('unet_natural_small_8_s0: eval/natural_unseen.json')
+  assert {r.testset for r in result.rows if r.point == 'unet_natural_small_8_s0'} == {
       'natural_train'}  # its readable result is kept
-  assert [p['point'] for p in result['not_converged']] == ['unet_natural_medium_32_s0']
-  assert result['figures'] == {} and result['test_rain'] == 'unseen'
+  assert [p['point'] for p in result.not_converged] == ['unet_natural_medium_32_s0']
+  assert result.figures == {} and result.test_rain == 'unseen'
   summary = json.loads((tmp_path / 'report' / 'verdicts.json').read_text())
   assert [v['status'] for v in summary['verdicts']] == [statistics.NOT_RUN] * 6
-  text = result['report'].read_text()
+  text = result.path.read_text()
   assert 'Figures were not drawn' in text and 'broken: no config.json' in text
 
 
@@ -167,14 +167,14 @@ def test_points_of_the_grid_not_there_or_still_running_are_listed_as_not_run(tmp
   expected = ['resnet_natural_medium_8_s0', 'resnet_natural_small_8_s0', 'unet_medium_8_s0']
   with hold(running, 'evaluation'):
     result = report.write_report(tmp_path, figures=False, expected=expected)
-  assert result['num_points'] == 4
-  assert result['not_run'] == [
+  assert result.num_points == 4
+  assert result.not_run == [
       {'point': 'resnet_natural_large_8_s0', 'reason': 'still running (evaluation by PID '
                                                        f'{os.getpid()} on {socket.gethostname()})'},
       {'point': 'resnet_natural_small_8_s0', 'reason': 'no eval results'},
       {'point': 'unet_medium_8_s0', 'reason': 'no results in this folder yet'}]
-  assert {r['point'] for r in result['rows']} == {'resnet_natural_medium_8_s0'}
-  assert '- unet_medium_8_s0: no results in this folder yet' in result['report'].read_text()
+  assert {r.point for r in result.rows} == {'resnet_natural_medium_8_s0'}
+  assert '- unet_medium_8_s0: no results in this folder yet' in result.path.read_text()
 
 
 def test_compute_and_machines_come_from_the_sweeps_done_json(tmp_path):
@@ -186,7 +186,7 @@ def test_compute_and_machines_come_from_the_sweeps_done_json(tmp_path):
   timed(32, 300.0, 'Xeon', resumed_from_step=2000)
   timed(128, 200.0, 'Xeon', resumed_from_step=0)
   add_point(tmp_path, 'resnet', 'natural', 'medium', 512)  # not timed by a sweep
-  text = report.write_report(tmp_path, figures=False)['report'].read_text()
+  text = report.write_report(tmp_path, figures=False).path.read_text()
   assert ('Compute: 10.0 min of training and evaluation over 3 timed points (200 s a point); '
           '1 of them resumed from a checkpoint and timed from there only; 1 do not record '
           'whether they resumed.') in text
@@ -194,12 +194,11 @@ def test_compute_and_machines_come_from_the_sweeps_done_json(tmp_path):
 
 
 def secondary(verdict):
-  return {t['label']: t for t in verdict['secondary']}
+  return {t.label: t for t in verdict.secondary}
 
 
 def points_used(verdict):
-  return {p for t in [verdict['primary'] or {}, verdict['exploratory'] or {},
-                      *verdict['secondary']] for p in t.get('points', [])}
+  return verdict.points_used()
 
 
 def test_paper_like_grid_passes_its_primary_tests(tmp_path):
@@ -207,43 +206,43 @@ def test_paper_like_grid_passes_its_primary_tests(tmp_path):
   result = report.write_report(tmp_path)
   assert statuses(result) == {1: 'PASS', 2: 'PASS', 3: 'PASS', 4: 'NOT RUN', 5: 'PASS',
                               'distance': 'PASS'}
-  falls, collapse, flattens, _, tradeoff, distance = result['verdicts']
-  first = falls['primary']
-  assert first['label'] == 'resnet/natural/medium'
-  assert set(first['seeds'].values()) == {len(CONFIRMATORY)}
-  slope = first['intervals']['net removal per doubling of N']
-  assert slope['estimate'] == pytest.approx(np.polyfit(np.log2(NS), SHARES['medium'], 1)[0]
+  falls, collapse, flattens, _, tradeoff, distance = result.verdicts
+  first = falls.primary
+  assert first.label == 'resnet/natural/medium'
+  assert set(first.seeds.values()) == {len(CONFIRMATORY)}
+  slope = first.intervals['net removal per doubling of N']
+  assert slope.estimate == pytest.approx(np.polyfit(np.log2(NS), SHARES['medium'], 1)[0]
                                             + 0)  # the seed offsets are equal at every N
-  assert slope['high'] < 0
-  assert falls['exploratory']['status'] == 'PASS'
-  assert set(falls['exploratory']['seeds'].values()) == {len(EXPLORATORY)}
+  assert slope.high < 0
+  assert falls.exploratory.status == 'PASS'
+  assert set(falls.exploratory.seeds.values()) == {len(EXPLORATORY)}
   assert set(secondary(falls)) == {'resnet/natural/small', 'resnet/natural/large',
                                    'unet/natural/medium'}  # the primary's own test is not
-  assert falls['agree'] == 3 and falls['tested'] == 3
-  shift = collapse['primary']['intervals']['collapse shift in log2 N']
+  assert falls.agree == 3 and len(falls.tested) == 3
+  shift = collapse.primary.intervals['collapse shift in log2 N']
   # small crosses half-way at log2 N = 3 + 2 x 0.35 / 0.6, medium at 5 + 2 x 0.25 / 0.5
-  assert shift['estimate'] == pytest.approx(6.0 - (3 + 0.7 / 0.6))
-  assert 0 < shift['low'] <= shift['estimate'] <= shift['high']
+  assert shift.estimate == pytest.approx(6.0 - (3 + 0.7 / 0.6))
+  assert 0 < shift.low <= shift.estimate <= shift.high
   assert list(secondary(collapse)) == ['resnet/natural: medium -> large']  # not its own
-  ratio = flattens['primary']['intervals']['E_B change after 256 / drop before']
+  ratio = flattens.primary.intervals['E_B change after 256 / drop before']
   at_256 = (flattening_e_b(128) + flattening_e_b(512)) / 2
   expected = (at_256 - flattening_e_b(4096)) / (flattening_e_b(8) - at_256)
-  assert ratio['estimate'] == pytest.approx(expected)
-  assert ratio['low'] <= expected <= ratio['high'] < 0.25
-  net = tradeoff['primary']['intervals']['net removal']
-  assert net['estimate'] == pytest.approx(SHARES['medium'][0] - SHARES['medium'][-1])
-  assert tradeoff['primary']['intervals']['E_B']['low'] > 0
-  assert len(tradeoff['secondary']) == 3 * 4 + 4 - 1  # 4 objectives a group, not its own
-  gap = distance['primary']['intervals']['gap beyond the range']
-  assert gap['estimate'] == pytest.approx(0.006 * 35)  # mean of 0.06 x (10 ... 60) / 10
-  assert result['complexity']['natural']['patches'] == 256
-  assert result['reference_range'] == 'medium'
+  assert ratio.estimate == pytest.approx(expected)
+  assert ratio.low <= expected <= ratio.high < 0.25
+  net = tradeoff.primary.intervals['net removal']
+  assert net.estimate == pytest.approx(SHARES['medium'][0] - SHARES['medium'][-1])
+  assert tradeoff.primary.intervals['E_B'].low > 0
+  assert len(tradeoff.secondary) == 3 * 4 + 4 - 1  # 4 objectives a group, not its own
+  gap = distance.primary.intervals['gap beyond the range']
+  assert gap.estimate == pytest.approx(0.006 * 35)  # mean of 0.06 x (10 ... 60) / 10
+  assert result.complexity['natural']['patches'] == 256
+  assert result.reference_range == 'medium'
 
-  assert set(result['figures']) == set(figures.FIGURES)
-  for path in result['figures'].values():
+  assert set(result.figures) == set(figures.FIGURES)
+  for path in result.figures.values():
     assert_png(path)
-  assert sorted(result['empty_figures']) == ['10']
-  text = result['report'].read_text()
+  assert sorted(result.empty_figures) == ['10']
+  text = result.path.read_text()
   for name, title in figures.FIGURES.values():
     assert f'![{title}' in text and f']({name})' in text
   assert ('| 1 | Removal falls as N grows: the slope of net removal against log2 N is '
@@ -265,13 +264,13 @@ def test_rising_and_unflattened_curves_fail(tmp_path):
   result = report.write_report(tmp_path / 'rising', figures=False)
   assert {k: statuses(result)[k] for k in (1, 3, 5, 'distance')} == {
       1: 'FAIL', 3: 'FAIL', 5: 'FAIL', 'distance': 'FAIL'}
-  falls, _, flattens, _, tradeoff, _ = result['verdicts']
-  assert secondary(falls)['resnet/natural/small']['status'] == 'FAIL'
-  assert falls['agree'] == 0
-  ratio = flattens['primary']['intervals']['E_B change after 256 / drop before']
-  assert ratio['low'] > 0.25 or math.isinf(ratio['low'])  # rising E_B: no drop to flatten
-  assert secondary(tradeoff)['resnet/natural: N=8 small vs N=4096 medium']['status'] == 'FAIL'
-  assert '**FAIL**' in result['report'].read_text()
+  falls, _, flattens, _, tradeoff, _ = result.verdicts
+  assert secondary(falls)['resnet/natural/small'].status == 'FAIL'
+  assert falls.agree == 0
+  ratio = flattens.primary.intervals['E_B change after 256 / drop before']
+  assert ratio.low > 0.25 or math.isinf(ratio.low)  # rising E_B: no drop to flatten
+  assert secondary(tradeoff)['resnet/natural: N=8 small vs N=4096 medium'].status == 'FAIL'
+  assert '**FAIL**' in result.path.read_text()
 
   swapped = {'small': SHARES['large'], 'medium': SHARES['medium'], 'large': SHARES['small']}
   paper_like(tmp_path / 'swapped', shares=swapped)  # collapse order reversed
@@ -282,9 +281,9 @@ def test_rising_and_unflattened_curves_fail(tmp_path):
 def test_a_collapse_needs_the_narrow_curve_to_fall(tmp_path):
   flat = {**SHARES, 'small': (0.1,) * 5}  # the small range never removes the unseen rain
   paper_like(tmp_path, shares=flat)
-  collapse = report.write_report(tmp_path, figures=False)['verdicts'][1]
-  assert collapse['primary']['intervals']['small curve falls']['high'] < 0.05
-  assert collapse['status'] != 'PASS'
+  collapse = report.write_report(tmp_path, figures=False).verdicts[1]
+  assert collapse.primary.intervals['small curve falls'].high < 0.05
+  assert collapse.status != 'PASS'
 
 
 def test_not_converged_points_are_excluded_and_listed(tmp_path):
@@ -297,17 +296,17 @@ def test_not_converged_points_are_excluded_and_listed(tmp_path):
   result = report.write_report(tmp_path / 'gated', figures=False)
   name = f'resnet_natural_medium_8_s{CONFIRMATORY[-1] + 1}'
   assert statuses(result)[5] == 'PASS'
-  assert all(name not in points_used(v) for v in result['verdicts'])
-  assert result['not_converged'] == [{'point': name, 'psnr': 19.5, 'identity_psnr': 20.0,
+  assert all(name not in points_used(v) for v in result.verdicts)
+  assert result.not_converged == [{'point': name, 'psnr': 19.5, 'identity_psnr': 20.0,
                                       'net_removal': 0.5}]
-  assert {r['converged'] for r in result['rows'] if r['point'] == name} == {False}
-  text = result['report'].read_text()
+  assert {r.converged for r in result.rows if r.point == name} == {False}
+  text = result.path.read_text()
   assert f'- {name}: train PSNR 19.50 <= identity 20.00' in text
 
   grid_with_outlier(tmp_path / 'ungated', train_psnr=21.0)  # the same point, converged
   result = report.write_report(tmp_path / 'ungated', figures=False)
-  assert name in points_used(result['verdicts'][4])
-  assert statuses(result)[5] == 'INCONCLUSIVE' and result['little_removal'] == []
+  assert name in points_used(result.verdicts[4])
+  assert statuses(result)[5] == 'INCONCLUSIVE' and result.little_removal == []
 
 
 def test_models_that_remove_little_of_their_training_rain_are_listed_and_kept(tmp_path):
@@ -321,13 +320,13 @@ def test_models_that_remove_little_of_their_training_rain_are_listed_and_kept(tm
   train['recent'].update(removal_share=0.85, net_removal=-0.25, over_subtraction=0.96)
   train_json.write_text(json.dumps(train))
   result = report.write_report(tmp_path, figures=False)
-  assert result['little_removal'] == [
+  assert result.little_removal == [
       {'point': name, 'psnr': 20.0003, 'identity_psnr': 20.0, 'net_removal': 4e-5,
        'why': 'near the identity'},
       {'point': darkening.name, 'psnr': 27.0, 'identity_psnr': 20.0, 'net_removal': -0.25,
        'why': 'over-subtracting'}]
-  assert result['not_converged'] == [] and name in points_used(result['verdicts'][0])
-  text = result['report'].read_text()
+  assert result.not_converged == [] and name in points_used(result.verdicts[0])
+  text = result.path.read_text()
   assert '0 not converged, 2 removing little of their own training rain' in text
   assert (f'- {name}: near the identity: net removal 4e-05, train PSNR 20.0003 against the '
           'identity\'s 20.0000') in text
@@ -360,17 +359,17 @@ def test_table2_objectives_are_compared_with_the_largest_n_baseline(tmp_path):
         add_point(tmp_path, arch, 'natural', rain_range, n, seed, e_r=e_r + 0.1 * seed,
                   e_b=e_b + 0.1 * seed, share=share + 0.001 * seed)
   result = report.write_report(tmp_path, figures=False)
-  verdict = result['verdicts'][4]
+  verdict = result.verdicts[4]
   tests = secondary(verdict)
-  assert len(tests) == 8 and verdict['status'] == statistics.NOT_RUN  # no primary points
-  assert all(tests[f'resnet/natural: N={n} {r} vs N=30000 medium']['status'] == 'PASS'
+  assert len(tests) == 8 and verdict.status == statistics.NOT_RUN  # no primary points
+  assert all(tests[f'resnet/natural: N={n} {r} vs N=30000 medium'].status == 'PASS'
              for n, r in objectives if n <= 512)
-  assert verdict['agree'] == verdict['tested'] == 4
+  assert verdict.agree == len(verdict.tested) == 4
   spdnet = tests['spdnet/natural: N=512 large vs N=30000 medium']  # one seed: no interval
-  assert spdnet['intervals']['net removal']['estimate'] == pytest.approx(0.05 - 0.1)
-  assert spdnet['status'] == 'INCONCLUSIVE' and spdnet['agrees'] is None
-  assert len(verdict['not_tested']) == 4
-  text = result['report'].read_text()
+  assert spdnet.intervals['net removal'].estimate == pytest.approx(0.05 - 0.1)
+  assert spdnet.status == 'INCONCLUSIVE' and spdnet.agrees is None
+  assert len(verdict.not_tested) == 4
+  text = result.path.read_text()
   assert '| resnet | natural | large | 512 | 2 | 25.05 | 0.251 |' in text
   assert '| spdnet | natural | medium | 30000 | 1 | 10.00 | 0.100 |' in text
   assert '(no interval: a point with one usable seed)' in text and '(not tested)' in text
@@ -382,38 +381,38 @@ def test_flattening_interpolates_e_b_at_256_off_grid(tmp_path):
     for n, e_b in zip(NS, (20.0, 12.0, 8.0, 6.0, 5.5)):
       add_point(tmp_path, 'resnet', 'natural', 'medium', n, seed, e_r=falling_e_r(n),
                 e_b=e_b + 0.02 * seed, share=0.5)
-  verdict = report.write_report(tmp_path, figures=False)['verdicts'][2]
-  ratio = verdict['primary']['intervals']['E_B change after 256 / drop before']
-  assert ratio['estimate'] == pytest.approx(1.5 / 13.0)
-  assert verdict['status'] == 'PASS'
+  verdict = report.write_report(tmp_path, figures=False).verdicts[2]
+  ratio = verdict.primary.intervals['E_B change after 256 / drop before']
+  assert ratio.estimate == pytest.approx(1.5 / 13.0)
+  assert verdict.status == 'PASS'
 
 
 def test_distance_gap_beyond_the_range(tmp_path):
   paper_like(tmp_path, seeds=CONFIRMATORY, distance=(0.05, 0.05))  # the same everywhere
   result = report.write_report(tmp_path)
-  verdict = result['verdicts'][5]
-  assert verdict['claim'] == 'distance' and verdict['status'] == 'INCONCLUSIVE'
-  gap = verdict['primary']['intervals']['gap beyond the range']
-  assert gap['estimate'] == pytest.approx(0.0, abs=1e-12)
-  assert 'distance' not in result['empty_figures']
-  assert_png(result['figures']['distance'])
+  verdict = result.verdicts[5]
+  assert verdict.claim == 'distance' and verdict.status == 'INCONCLUSIVE'
+  gap = verdict.primary.intervals['gap beyond the range']
+  assert gap.estimate == pytest.approx(0.0, abs=1e-12)
+  assert 'distance' not in result.empty_figures
+  assert_png(result.figures['distance'])
 
 
 def test_missing_grids_are_not_run_and_still_drawn(tmp_path):
   (tmp_path / 'empty' / 'points').mkdir(parents=True)
   result = report.write_report(tmp_path / 'empty')
   assert set(statuses(result).values()) == {statistics.NOT_RUN}
-  assert sorted(result['empty_figures']) == sorted(figures.FIGURES)
-  for path in result['figures'].values():
+  assert sorted(result.empty_figures) == sorted(figures.FIGURES)
+  for path in result.figures.values():
     assert_png(path)
-  text = result['report'].read_text()
+  text = result.path.read_text()
   assert text.count('(not run)') == len(figures.FIGURES) and '## Table 2' in text
 
   for n in (8, 30000):  # two values of N are no trend; no 3 ranges; one baseline pair
     add_point(tmp_path / 'two', 'resnet', 'natural', 'medium', n, share=0.5)
   result = report.write_report(tmp_path / 'two', figures=False)
   assert set(statuses(result).values()) == {statistics.NOT_RUN}
-  assert [len(v['secondary']) for v in result['verdicts']] == [0, 0, 0, 0, 1, 0]
+  assert [len(v.secondary) for v in result.verdicts] == [0, 0, 0, 0, 1, 0]
 
 
 def test_trend_claims_say_how_they_moved_between_rungs(tmp_path):
@@ -422,7 +421,7 @@ def test_trend_claims_say_how_they_moved_between_rungs(tmp_path):
   paper_like(tmp_path / 'long', seeds=CONFIRMATORY, shares=longer)
   result = report.write_report(tmp_path / 'long', figures=False,
                                previous_rung=tmp_path / 'cpu')
-  text = result['report'].read_text()
+  text = result.path.read_text()
   assert '## From cpu to cpu' in text
   assert f'confirmatory seeds both rungs have ({", ".join(map(str, CONFIRMATORY))})' in text
   slope = lambda shares: np.polyfit(np.log2(NS), shares, 1)[0]
@@ -481,25 +480,25 @@ def test_rain100l_cross_category_and_strips(tmp_path):
   for folder in (low, high):
     Image.new('RGB', (12, 4)).save(folder / 'eval' / 'natural_rain100L.png')
   result = report.write_report(tmp_path)
-  assert result['test_rain'] == 'rain100L'
-  assert '10' not in result['empty_figures']  # celeba's model was tested on natural
-  (tradeoff,) = result['verdicts'][4]['secondary']  # 1 seed a point: no interval
-  assert tradeoff['status'] == 'INCONCLUSIVE' and result['verdicts'][4]['not_tested']
-  text = result['report'].read_text()
+  assert result.test_rain == 'rain100L'
+  assert '10' not in result.empty_figures  # celeba's model was tested on natural
+  (tradeoff,) = result.verdicts[4].secondary  # 1 seed a point: no interval
+  assert tradeoff.status == 'INCONCLUSIVE' and result.verdicts[4].not_tested
+  text = result.path.read_text()
   assert 'Test set: `<category>_rain100L`' in text
   assert '| resnet | natural | medium | 8 | 1 | 30.00 | 0.400 | 0.000 | 9.00 |' in text
   for folder in (low, high):
     assert f'](qualitative/{folder.name}.png)' in text
     assert (tmp_path / 'report' / 'qualitative' / f'{folder.name}.png').is_file()
-  assert 'celeba' in result['complexity_skipped']
+  assert 'celeba' in result.complexity_skipped
 
   forced = report.write_report(tmp_path, figures=False, test_rain='unseen')
-  assert forced['test_rain'] == 'unseen'  # beside the automatic report, not over it
-  assert forced['report'] == tmp_path / 'report_unseen' / 'report.md'
-  assert 'Test set: `<category>_unseen`' in forced['report'].read_text()
-  assert 'Test set: `<category>_rain100L`' in result['report'].read_text()
+  assert forced.test_rain == 'unseen'  # beside the automatic report, not over it
+  assert forced.path == tmp_path / 'report_unseen' / 'report.md'
+  assert 'Test set: `<category>_unseen`' in forced.path.read_text()
+  assert 'Test set: `<category>_rain100L`' in result.path.read_text()
   (high / 'eval' / 'natural_rain100L.json').unlink()
-  assert report.write_report(tmp_path, figures=False)['test_rain'] == 'unseen'
+  assert report.write_report(tmp_path, figures=False).test_rain == 'unseen'
   with pytest.raises(ValueError, match='test_rain must be'):
     report.write_report(tmp_path, test_rain='rain100H')
 
@@ -536,9 +535,9 @@ def test_a_claim_passes_beside_one_seed_groups_and_lists_non_finite_seeds(tmp_pa
   broken = add_point(tmp_path, 'resnet', 'natural', 'medium', 8, CONFIRMATORY[-1] + 1,
                      share=math.nan).name  # a NaN net removal: not a usable seed
   result = report.write_report(tmp_path, figures=False)
-  tradeoff = result['verdicts'][4]
-  assert tradeoff['status'] == 'PASS'
-  assert 'spdnet/natural: N=8 medium vs N=4096 medium' in tradeoff['not_tested']
-  assert tradeoff['primary']['dropped'] == [broken]
-  assert tradeoff['primary']['seeds']['resnet/natural/medium N=8 net_removal on unseen'] == 3
-  assert f'Left out for a non-finite value: {broken}.' in result['report'].read_text()
+  tradeoff = result.verdicts[4]
+  assert tradeoff.status == 'PASS'
+  assert 'spdnet/natural: N=8 medium vs N=4096 medium' in tradeoff.not_tested
+  assert tradeoff.primary.dropped == [broken]
+  assert tradeoff.primary.seeds['resnet/natural/medium N=8 net_removal on unseen'] == 3
+  assert f'Left out for a non-finite value: {broken}.' in result.path.read_text()

@@ -121,18 +121,32 @@ class Outcome:
   """A test run on some seeds. intervals: by statistic name; seeds: per cell label, the
   usable seeds; points: the point names used; dropped: seeds left out for a non-finite
   value; p_agree: the p-value for the paper's side (the largest over its counted
-  statistics; NaN without intervals)."""
+  statistics; NaN without intervals); agrees: for a secondary test, whether it holds on
+  the paper's side after the claim's Holm correction (None: not tested)."""
   test: ClaimTest
   status: str
   intervals: dict[str, Interval]
-  seeds: dict[str, int]
-  points: list[str]
-  dropped: list[str]
+  seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+  points: list[str] = dataclasses.field(default_factory=list)
+  dropped: list[str] = dataclasses.field(default_factory=list)
   p_agree: float = math.nan
+  agrees: bool | None = None
+
+  @property
+  def label(self) -> str:
+    return self.test.label
 
   @property
   def main(self) -> Interval | None:
-    return self.intervals.get(self.test.statistics[0].name)
+    """The first statistic's interval."""
+    return next(iter(self.intervals.values()), None)
+
+  @property
+  def seeds_text(self) -> str:
+    counts = sorted(set(self.seeds.values()))
+    if not counts:
+      return 'no seeds'
+    return f'{counts[0]} seeds' if len(counts) == 1 else f'{counts[0]}-{counts[-1]} seeds'
 
   @property
   def has_interval(self) -> bool:
@@ -150,7 +164,7 @@ class Outcome:
             'status': self.status, 'statistic': self.text(),
             'intervals': {k: v.as_dict() for k, v in self.intervals.items()},
             'seeds': self.seeds, 'points': self.points, 'dropped': self.dropped,
-            'p_agree': self.p_agree}
+            'p_agree': self.p_agree, 'agrees': self.agrees}
 
 
 def cell_samples(rows, cell: Cell, seeds=None) -> tuple[Samples | None, list[str], list[str]]:
@@ -160,24 +174,23 @@ def cell_samples(rows, cell: Cell, seeds=None) -> tuple[Samples | None, list[str
   names = {set_name(cell.category, t) for t in cell.testsets}
   by_seed = {}
   for row in rows:
-    if ((row['arch'], row['category'], row['rain_range'], row['num_patches']) ==
+    if (row.key(('arch', 'category', 'rain_range', 'num_patches')) ==
         (cell.arch, cell.category, cell.rain_range, cell.num_patches)
-        and (seeds is None or row['seed'] in seeds) and row['testset'] in names
-        and row['converged'] is not False):
-      by_seed.setdefault(row['seed'], {})[row['testset']] = row
+        and (seeds is None or row.seed in seeds) and row.testset in names and row.kept):
+      by_seed.setdefault(row.seed, {})[row.testset] = row
   values, images, used, dropped = [], [], [], []
   for _, sets in sorted(by_seed.items()):
     if len(sets) != len(names):
       continue
-    point = next(iter(sets.values()))['point']
-    value = np.mean([math.nan if r[cell.metric] is None else r[cell.metric]
+    point = next(iter(sets.values())).point
+    value = np.mean([math.nan if r.metric(cell.metric) is None else r.metric(cell.metric)
                      for r in sets.values()])
     if not math.isfinite(value):
       dropped.append(point)
       continue
     values.append(value)
     used.append(point)
-    images.append(np.mean([r['per_image'][cell.metric] for r in sets.values()], axis=0))
+    images.append(np.mean([r.per_image[cell.metric] for r in sets.values()], axis=0))
   if not values:
     return None, used, dropped
   same = len({len(i) for i in images}) == 1 and len(images[0]) > 0

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from jaxderain.data.testsets import UNSEEN, set_name
 from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 from jaxderain.study import verdicts
-from jaxderain.study.results import Level, curves, order_key
+from jaxderain.study.results import Level, Row, curves, order_key
 
 DISTANCE_NS = (8, 128, 4096)  # the distance figure's lines (all N when none of these)
 FIGURES = {
@@ -129,14 +129,15 @@ def _complexity_figure(path, stats: dict, skipped: dict) -> bool:
   return bool(names)
 
 
-def _distance_figure(path, rows: list[dict]) -> bool:
+def _distance_figure(path, rows: list[Row]) -> bool:
   """A row of panels (angle, length, width) per arch/category/range with 3 values of N:
   net removal of DISTANCE_NS against the angle offset beyond the training range, and
   against streak length and width with the training range shaded."""
   by_axis = {axis: verdicts.shifted_rows(rows, axis) for axis in shifts.AXES}
+  group_of = lambda item: item.row.key(('arch', 'category', 'rain_range'))
   groups = collections.defaultdict(set)
-  for row in by_axis['angle']:
-    groups[(row['arch'], row['category'], row['rain_range'])].add(row['num_patches'])
+  for item in by_axis['angle']:
+    groups[group_of(item)].add(item.row.num_patches)
   groups = sorted((g for g, ns in groups.items() if len(ns) >= verdicts.MIN_LEVELS),
                   key=lambda g: (g[0], g[1], order_key(g[2], RAIN_RANGES)))
   figure, axes = _new_figure(len(groups) * len(shifts.AXES), FIGURES['distance'][1],
@@ -147,18 +148,18 @@ def _distance_figure(path, rows: list[dict]) -> bool:
     training = TRAINING_RANGES[group[2]]
     for column, axis_name in enumerate(shifts.AXES):
       axis = axes[row_index * len(shifts.AXES) + column]
-      members = [r for r in by_axis[axis_name]
-                 if (r['arch'], r['category'], r['rain_range']) == group]
-      ns = sorted({r['num_patches'] for r in members})
+      members = [item for item in by_axis[axis_name] if group_of(item) == group]
+      ns = sorted({item.row.num_patches for item in members})
       shown = [n for n in ns if n in DISTANCE_NS] or ns
-      x_field = 'offset' if axis_name == 'angle' else 'value'
+      x_of = {id(item.row): item.offset if axis_name == 'angle' else item.value
+              for item in members}
       for i, n in enumerate(shown):
-        levels = curves([{**r, 'num_patches': r[x_field]} for r in members
-                         if r['num_patches'] == n], 'net_removal', keys=('arch',))
+        levels = curves([item.row for item in members if item.row.num_patches == n],
+                        'net_removal', keys=('arch',), x=lambda row: x_of[id(row)])
         for level_list in levels.values():
           _plot(axis, level_list, f'N = {n}', f'C{i % 10}')
       if axis_name == 'angle':
-        axis.axvspan(min(r['offset'] for r in members), 0, color='0.9')
+        axis.axvspan(min(item.offset for item in members), 0, color='0.9')
         axis.set_xlabel('|angle| beyond the training range (degrees)')
       else:
         bounds = training.length if axis_name == 'length' else (min(training.widths),
@@ -177,16 +178,16 @@ def draw(report_dir, kept, rows, kind, reference_range, stats, skipped) -> dict[
 
   kept: rows of converged (or unchecked) points on test rain `kind`; rows: all rows;
   stats, skipped: category complexity and the categories it skipped."""
-  at_range = [r for r in kept if r['rain_range'] == reference_range]
+  at_range = [r for r in kept if r.rain_range == reference_range]
   by_arch = lambda metric: _nest(curves(at_range, metric, keys=('arch', 'category')))
   suffix = f' (rain range {reference_range})'
-  resnet = [r for r in kept if r['arch'] == 'resnet']
+  resnet = [r for r in kept if r.arch == 'resnet']
   cross_set = set_name('natural', kind)
-  if not any(r['testset'] == cross_set and r['category'] != 'natural' for r in rows):
+  if not any(r.testset == cross_set and r.category != 'natural' for r in rows):
     cross_set = set_name('natural', UNSEEN)
-  cross = [r for r in rows if r['testset'] == cross_set and r['converged'] is not False
-           and r['rain_range'] == reference_range]
-  has_cross = any(r['category'] != 'natural' for r in cross)
+  cross = [r for r in rows if r.testset == cross_set and r.kept
+           and r.rain_range == reference_range]
+  has_cross = any(r.category != 'natural' for r in cross)
   cross_series = {}  # a row per arch: E_R, E_B
   if has_cross:
     by_metric = {m: _nest(curves(cross, m, keys=('arch', 'category')))
@@ -212,5 +213,5 @@ def draw(report_dir, kept, rows, kind, reference_range, stats, skipped) -> dict[
                     _nest(curves(resnet, 'net_removal', keys=('category', 'rain_range')),
                           RAIN_RANGES), 'net removal'),
       'distance': _distance_figure(path('distance'), [r for r in rows
-                                                      if r['converged'] is not False]),
+                                                      if r.kept]),
   }

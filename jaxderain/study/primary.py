@@ -47,7 +47,7 @@ def confirmatory(seed) -> bool:
 
 def exploratory_seeds(rows) -> set:
   """The seeds of `rows` that are not confirmatory."""
-  return {r['seed'] for r in rows if not confirmatory(r['seed'])}
+  return {r.seed for r in rows if not confirmatory(r.seed)}
 
 
 @dataclasses.dataclass(frozen=True)

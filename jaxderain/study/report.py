@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import json
 import math
 import pathlib
@@ -36,7 +37,7 @@ from jaxderain.rain import RAIN_RANGES
 from jaxderain.study import claims, complexity, primary, results, statistics, verdicts
 from jaxderain.study.figures import FIGURES, draw as draw_figures
 from jaxderain.study.folders import StudyFolder
-from jaxderain.study.results import PointResult, curves, order_key
+from jaxderain.study.results import PointResult, Row, curves, order_key
 from jaxderain.study.statistics import Interval
 
 DEFAULT_UNITS = 'E_R, E_B and PSNR on the 0-255 scale'
@@ -46,7 +47,7 @@ TABLE2_COLUMNS = {'E_R': 'E_R', 'net_removal': 'net removal',
                   'ssim': 'SSIM'}
 
 
-def table2(kept: list[dict]) -> str:
+def table2(kept: list[Row]) -> str:
   """Markdown: seed means of TABLE2_COLUMNS per arch, category and objective."""
   means = {m: curves(kept, m) for m in TABLE2_COLUMNS}
   lines = ['| arch | category | rain range | N | seeds | ' +
@@ -63,12 +64,12 @@ def table2(kept: list[dict]) -> str:
   return '\n'.join(lines) if keys else '_not run_'
 
 
-def _qualitative(points: list[PointResult], kept: list[dict], kind: str,
+def _qualitative(points: list[PointResult], kept: list[Row], kind: str,
                  report_dir) -> list[str]:
   """Markdown rows: strips of the smallest-N and largest-N points of each group, copied
   into REPORT/qualitative/ (a copy made before stands in for a strip that is not kept,
   e.g. in a study committed without its images)."""
-  used = {r['point'] for r in kept}
+  used = {r.point for r in kept}
   groups = collections.defaultdict(list)
   for point in points:
     if point.name in used:
@@ -98,24 +99,55 @@ def _qualitative(points: list[PointResult], kept: list[dict], kind: str,
   return ['| group | smallest N | largest N |', '|---|---|---|', *lines]
 
 
-def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_dir,
-              figures_drawn: dict | None) -> str:
-  """report.md: the summary, verdicts, figures, Table 2, strips and excluded points."""
-  kind, rows = result['test_rain'], result['rows']
+@dataclasses.dataclass
+class Report:
+  """What a report holds: the rows (every point and test set), the verdicts, the points
+  not run, unreadable files, not converged (their gate figures), kept by the gate but
+  removing little (with why), unchecked (no train set), the test rain, the rain range of
+  the single-range figures, category complexity and the categories it skipped, the
+  figures (id -> path; those drawn empty) and report.md's path."""
+  rows: list[Row]
+  num_points: int
+  verdicts: list[verdicts.Verdict]
+  not_run: list[dict]
+  unreadable: list[str]
+  not_converged: list[dict]
+  little_removal: list[dict]
+  unchecked: list[str]
+  test_rain: str
+  reference_range: str
+  complexity: dict[str, dict]
+  complexity_skipped: dict[str, str]
+  path: pathlib.Path
+  figures: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
+  empty_figures: list[str] = dataclasses.field(default_factory=list)
+
+  def summary(self) -> dict:
+    """verdicts.json: everything but the rows and the figures."""
+    return {'verdicts': [v.as_dict() for v in self.verdicts], 'not_run': self.not_run,
+            'unreadable': self.unreadable, 'not_converged': self.not_converged,
+            'little_removal': self.little_removal, 'unchecked': self.unchecked,
+            'test_rain': self.test_rain, 'reference_range': self.reference_range,
+            'complexity': self.complexity, 'complexity_skipped': self.complexity_skipped}
+
+
+def _header(report: Report, points: list[PointResult]) -> list[str]:
+  """The title, what is confirmatory, counts, units, test set, scales, compute."""
   units = next((r['units'] for p in points for r in p.evals.values() if 'units' in r),
                DEFAULT_UNITS)
   recent = sum(any('recent' in r for r in p.evals.values()) for p in points)
-  scales = sorted({str(r['scale']) for r in rows})
-  text = [
+  scales = sorted({str(r.scale) for r in report.rows})
+  kind = report.test_rain
+  return [
       '# Study report', '',
       f'Confirmatory: the primary tests on seeds {_seed_range(primary.CONFIRMATORY_SEEDS)}, '
       'fixed before they ran (docs/study.md#primary-tests). **Exploratory: everything '
       'else** (the other seeds\' estimates, the secondary tests, the figures\' reading).',
       '',
-      f'{result["num_points"]} grid points: {len(result["not_run"])} not run, '
-      f'{len(result["not_converged"])} not converged' + (
-          f', {len(result["little_removal"])} removing little of their own training rain '
-          '(listed at the end).' if result['little_removal'] else '.'),
+      f'{report.num_points} grid points: {len(report.not_run)} not run, '
+      f'{len(report.not_converged)} not converged' + (
+          f', {len(report.little_removal)} removing little of their own training rain '
+          '(listed at the end).' if report.little_removal else '.'),
       '', f'Units: {units}.', '',
       f'Test set: `<category>_{kind}` '
       f'({"Rain100L rain layers" if kind == RAIN100L else "built-in unseen rain"} on '
@@ -123,7 +155,7 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       f'Metrics: means over the last checkpoints\' evaluations for {recent} of '
       f'{len(points)} points' + (', the final checkpoint\'s values for the others.'
                                  if recent < len(points) else '.'),
-      f'Figures 4, 6a, 7 and 10 show the {result["reference_range"]} rain range; curves '
+      f'Figures 4, 6a, 7 and 10 show the {report.reference_range} rain range; curves '
       'are seed means with min-max bars. Not-converged points are left out of the '
       'figures, Table 2 and the verdicts.',
       f'Scales: {", ".join(scales) or "-"}' + (' (mixed: curves pool them)'
@@ -131,48 +163,69 @@ def _markdown(result: dict, points: list[PointResult], kept: list[dict], report_
       _compute_line(points),
       *(['**Scale smoke checks the pipeline only: its verdicts carry no evidence.**']
         if scales == ['smoke'] else []),
-      _machines_line(points),
-      '', '## Verdicts', '', VERDICT_METHOD, '',
-      '| claim | statement | verdict: primary test on the confirmatory seeds | '
-      'exploratory seeds | secondary tests agreeing |', '|---|---|---|---|---|']
-  for v in result['verdicts']:
-    text.append(f'| {v["claim"]} | {v["text"]} | {_verdict_cell(v)} | '
-                f'{_outcome_cell(v["exploratory"])} | {_agree_cell(v)} |')
-  for v in result['verdicts']:
-    text += ['', f'### Claim {v["claim"]}: {v["status"]}' if v['claim'] != 'distance'
-             else f'### Distance: {v["status"]}', '', v['text'] + '.', '']
-    text += _claim_section(v)
-  text += ['', '## Figures', '']
-  if figures_drawn is None:
+      _machines_line(points)]
+
+
+def _verdicts_section(report: Report) -> list[str]:
+  """The verdict table, then each claim's tests."""
+  text = ['## Verdicts', '', VERDICT_METHOD, '',
+          '| claim | statement | verdict: primary test on the confirmatory seeds | '
+          'exploratory seeds | secondary tests agreeing |', '|---|---|---|---|---|']
+  for v in report.verdicts:
+    text.append(f'| {v.claim} | {v.text} | {_verdict_cell(v)} | '
+                f'{_outcome_cell(v.exploratory)} | {_agree_cell(v)} |')
+  for v in report.verdicts:
+    title = f'Claim {v.claim}' if v.claim != 'distance' else 'Distance'
+    text += ['', f'### {title}: {v.status}', '', v.text + '.', '', *_claim_section(v)]
+  return text
+
+
+def _figures_section(report: Report, drawn: dict | None) -> list[str]:
+  text = ['## Figures', '']
+  if drawn is None:
     text += ['Figures were not drawn (figures=False).', '']
   else:
     for key, (name, title) in FIGURES.items():
-      note = '' if figures_drawn[key] else ' (not run)'
+      note = '' if drawn[key] else ' (not run)'
       text += [f'### {title}{note}', '', f'![{title}]({name})', '']
-  skipped = result['complexity_skipped']
-  if skipped:
+  if report.complexity_skipped:
     text += ['Complexity skipped (category could not be loaded):', '',
-             *[f'- {c}: {why}' for c, why in sorted(skipped.items())], '']
-  text += ['## Table 2', '', f'Test set `<category>_{kind}`.', '', table2(kept), '',
-           '## Qualitative (rainy | output | clean)', '']
-  text += _qualitative(points, kept, kind, report_dir) or ['_no strips_']
-  text += ['', '## NOT RUN', '']
-  text += [f'- {p["point"]}: {p["reason"]}' for p in result['not_run']] or ['_none_']
-  if result['unreadable']:
+             *[f'- {c}: {why}' for c, why in sorted(report.complexity_skipped.items())], '']
+  return text
+
+
+def _excluded_section(report: Report) -> list[str]:
+  """The points not run, not converged, removing little, unchecked."""
+  text = ['## NOT RUN', '']
+  text += [f'- {p["point"]}: {p["reason"]}' for p in report.not_run] or ['_none_']
+  if report.unreadable:
     text += ['', 'Unreadable result files, left out (their points keep their other results; '
-             '`study run` re-evaluates them):', '', *[f'- {u}' for u in result['unreadable']]]
+             '`study run` re-evaluates them):', '', *[f'- {u}' for u in report.unreadable]]
   text += ['', '## NOT CONVERGED (excluded: train-set PSNR not above the identity\'s)', '']
   text += [f'- {p["point"]}: train PSNR {p["psnr"]:.2f} <= identity '
-           f'{p["identity_psnr"]:.2f}' for p in result['not_converged']] or ['_none_']
-  if result['little_removal']:
+           f'{p["identity_psnr"]:.2f}' for p in report.not_converged] or ['_none_']
+  if report.little_removal:
     text += ['', f'Kept by the gate but removing little of their own training rain (net '
              f'removal below {results.LITTLE_REMOVAL}; the verdicts include them):', '',
              *[f'- {p["point"]}: {p["why"]}: net removal {p["net_removal"]:.2g}, train PSNR '
                f'{p["psnr"]:.4f} against the identity\'s {p["identity_psnr"]:.4f}'
-               for p in result['little_removal']]]
-  if result['unchecked']:
+               for p in report.little_removal]]
+  if report.unchecked:
     text += ['', 'Convergence not checked (no train test set): ' +
-             ', '.join(result['unchecked']) + '.']
+             ', '.join(report.unchecked) + '.']
+  return text
+
+
+def _markdown(report: Report, points: list[PointResult], kept: list[Row],
+              drawn: dict | None) -> str:
+  """report.md: its sections in order."""
+  kind = report.test_rain
+  text = [*_header(report, points), '', *_verdicts_section(report), '',
+          *_figures_section(report, drawn),
+          '## Table 2', '', f'Test set `<category>_{kind}`.', '', table2(kept), '',
+          '## Qualitative (rainy | output | clean)', '',
+          *(_qualitative(points, kept, kind, report.path.parent) or ['_no strips_']), '',
+          *_excluded_section(report)]
   return '\n'.join(text) + '\n'
 
 
@@ -188,68 +241,67 @@ VERDICT_METHOD = (
     'interval lies on the paper\'s side of no effect; FAIL: on the other side; '
     'INCONCLUSIVE: it holds no effect (or there is no interval). Removal is net removal '
     '(1 - sum_M |output - clean| / sum_M (rainy - clean), eval/metrics.py), which counts '
-    'over-subtraction as damage. Claim 4 has no primary test: it fails if a pair fails.')
+    'over-subtraction as damage. Claim 4 has no primary test: it fails if a pair fails. '
+    'Left out of every interval: noise between checkpoints beyond the mean of the last '
+    'three evaluations (the per-image values are the last checkpoint\'s), other test '
+    'rains than the one named, and other architectures, categories and scales than the '
+    'test\'s own.')
 
 
 def _seed_range(seeds) -> str:
   return f'{min(seeds)}-{max(seeds)}'
 
 
-def _seeds_text(outcome: dict) -> str:
-  counts = sorted(set(outcome['seeds'].values()))
-  return (f'{counts[0]} seeds' if len(counts) == 1 else
-          f'{counts[0]}-{counts[-1]} seeds') if counts else 'no seeds'
-
-
-def _outcome_cell(outcome: dict | None) -> str:
+def _outcome_cell(outcome: claims.Outcome | None) -> str:
   """A test's statistics with their intervals and seeds, or why it has none."""
   if outcome is None:
     return '-'
-  if outcome['status'] in (statistics.NOT_RUN, statistics.NOT_CONVERGED):
-    return f'{outcome["status"]} ({_seeds_text(outcome)})'
-  return f'{outcome["status"]}: {outcome["statistic"]} ({_seeds_text(outcome)})'
+  if outcome.status in (statistics.NOT_RUN, statistics.NOT_CONVERGED):
+    return f'{outcome.status} ({outcome.seeds_text})'
+  return f'{outcome.status}: {outcome.text()} ({outcome.seeds_text})'
 
 
-def _verdict_cell(verdict: dict) -> str:
-  if verdict['primary'] is None:
-    return f'**{verdict["status"]}**: {verdict["statistic"]}'
-  return f'**{verdict["status"]}**: {verdict["primary"]["label"]}: ' + _outcome_cell(
-      verdict['primary']).split(': ', 1)[-1]
+def _verdict_cell(verdict: verdicts.Verdict) -> str:
+  if verdict.primary is None:
+    return f'**{verdict.status}**: ' + '; '.join(
+        f'{t.label}: {t.text()} **{t.status}**' for t in verdict.secondary)
+  first = verdict.primary
+  return f'**{verdict.status}**: {first.label}: ' + (
+      f'({first.seeds_text})' if not first.intervals
+      else f'{first.text()} ({first.seeds_text})')
 
 
-def _agree_cell(verdict: dict) -> str:
-  if verdict['agree'] is None:
+def _agree_cell(verdict: verdicts.Verdict) -> str:
+  if verdict.primary is None:
     return '-'
-  text = f'{verdict["agree"]} of {verdict["tested"]}'
-  return text + (f' ({len(verdict["not_tested"])} not tested)' if verdict['not_tested']
-                 else '')
+  not_tested = verdict.not_tested
+  return f'{verdict.agree} of {len(verdict.tested)}' + (
+      f' ({len(not_tested)} not tested)' if not_tested else '')
 
 
-def _claim_section(verdict: dict) -> list[str]:
+def _claim_section(verdict: verdicts.Verdict) -> list[str]:
   """A claim's primary test (confirmatory and exploratory), its secondary tests and the
   points used."""
   text = []
-  if verdict['primary'] is not None:
-    first = verdict['primary']
-    text += [f'Primary test, {first["label"]}: confirmatory seeds: '
-             f'{_outcome_cell(first)}; exploratory seeds: '
-             f'{_outcome_cell(verdict["exploratory"])}.', '']
-    if first['dropped']:
-      text += [f'Left out for a non-finite value: {", ".join(first["dropped"])}.', '']
+  if verdict.primary is not None:
+    first = verdict.primary
+    text += [f'Primary test, {first.label}: confirmatory seeds: {_outcome_cell(first)}; '
+             f'exploratory seeds: {_outcome_cell(verdict.exploratory)}.', '']
+    if first.dropped:
+      text += [f'Left out for a non-finite value: {", ".join(first.dropped)}.', '']
     text += [f'Secondary tests (exploratory seeds; {_agree_cell(verdict)} agree after '
              'Holm):', '']
-  for t in verdict['secondary']:
-    holm = {True: ' (agrees after Holm)', False: '', None: ' (not tested)'}
-    dropped = (f'; left out for a non-finite value: {", ".join(t["dropped"])}'
-               if t.get('dropped') else '')
-    text.append(f'- {t["label"]}: {t["statistic"]}: **{t["status"]}**'
-                f'{holm[t.get("agrees", False)]}{dropped}')
-  if not verdict['secondary']:
+  holm = {True: ' (agrees after Holm)', False: '', None: ' (not tested)'}
+  for t in verdict.secondary:
+    dropped = (f'; left out for a non-finite value: {", ".join(t.dropped)}'
+               if t.dropped else '')
+    agrees = holm[t.agrees] if verdict.primary is not None else ''
+    text.append(f'- {t.label}: {t.text()}: **{t.status}**{agrees}{dropped}')
+  if not verdict.secondary:
     text.append('- no secondary test could be computed')
-  if verdict.get('note'):
-    text += ['', verdict['note']]
-  used = sorted({p for t in [verdict['primary'] or {}, *verdict['secondary']]
-                 for p in t.get('points', [])})
+  if verdict.note:
+    text += ['', verdict.note]
+  used = sorted(verdict.points_used())
   if used:
     text += ['', f'Points used ({len(used)}): ' + ', '.join(used) + '.']
   return text
@@ -320,14 +372,14 @@ def _moved(now: Interval, before: Interval, change: Interval) -> str:
   return 'grew' if abs(now.estimate) > abs(before.estimate) else 'shrank'
 
 
-def rung_lines(rows: list[dict], previous_out) -> list[str]:
+def rung_lines(rows: list[Row], previous_out) -> list[str]:
   """Markdown: the trend claims' primary tests here and in the study at `previous_out`
   (another rung), on the confirmatory seeds both have, and how each statistic moved."""
   previous, _ = results.load_points(previous_out)
   before_rows = results.result_rows(previous)
-  seeds = sorted({r['seed'] for r in rows if primary.confirmatory(r['seed'])} &
-                 {r['seed'] for r in before_rows})
-  scales = lambda rs: ', '.join(sorted({str(r['scale']) for r in rs})) or '-'
+  seeds = sorted({r.seed for r in rows if primary.confirmatory(r.seed)} &
+                 {r.seed for r in before_rows})
+  scales = lambda rs: ', '.join(sorted({str(r.scale) for r in rs})) or '-'
   lines = [f'## From {scales(before_rows)} to {scales(rows)}', '',
            f'The primary tests of claims {" and ".join(map(str, primary.TREND_CLAIMS))} on '
            f'the confirmatory seeds both rungs have ({", ".join(map(str, seeds)) or "none"}); '
@@ -337,8 +389,7 @@ def rung_lines(rows: list[dict], previous_out) -> list[str]:
       continue
     now, before = claims.run(test, rows, seeds), claims.run(test, before_rows, seeds)
     lines.append(f'- claim {test.claim}, {test.label}: {scales(before_rows)} '
-                 f'{_outcome_cell(before.as_dict())}; {scales(rows)} '
-                 f'{_outcome_cell(now.as_dict())}.')
+                 f'{_outcome_cell(before)}; {scales(rows)} {_outcome_cell(now)}.')
     for name, change in primary.rung_change(test, rows, before_rows, seeds).items():
       lines.append(f'  - {name}: change {change.text()}: '
                    f'{_moved(now.intervals[name], before.intervals[name], change)}.')
@@ -346,27 +397,22 @@ def rung_lines(rows: list[dict], previous_out) -> list[str]:
 
 
 def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
-                 expected: list[str] = (), previous_rung=None) -> dict:
+                 expected: list[str] = (), previous_rung=None) -> Report:
   """Write OUT/report/ (see the module docstring) and return what it holds.
 
   test_rain: 'auto' (results.choose_test_rain), or 'rain100L' / 'unseen' to force one.
   expected: names of the grid's points; those with no folder in OUT are listed as not run.
-  previous_rung: another rung's study folder: the report says how the trend claims moved.
-  Returns {'rows', 'num_points', 'verdicts', 'not_run', 'unreadable' (result files left
-  out), 'not_converged', 'little_removal', 'unchecked', 'test_rain', 'reference_range',
-  'complexity', 'complexity_skipped', 'figures' (id -> path), 'empty_figures' (ids drawn
-  as 'not run'), 'report' (path of report.md)}."""
+  previous_rung: another rung's study folder: the report says how the trend claims moved."""
   if test_rain not in ('auto', *results.TEST_RAINS):
     raise ConfigError(f'test_rain must be auto, {" or ".join(results.TEST_RAINS)}; '
-                     f'got {test_rain!r}.')
-  out_dir = pathlib.Path(out_dir)
+                      f'got {test_rain!r}.')
   points, not_run = results.load_points(out_dir)
   report_dir = StudyFolder(out_dir).report_dir(test_rain)
   report_dir.mkdir(parents=True, exist_ok=True)
   rows = results.result_rows(points)
   kind = results.choose_test_rain(points) if test_rain == 'auto' else test_rain
-  chosen = [r for r in rows if r['testset'] == set_name(r['category'], kind)]
-  has_chosen = {r['point'] for r in chosen}
+  chosen = [r for r in rows if r.testset == set_name(r.category, kind)]
+  has_chosen = {r.point for r in chosen}
   present = {p.name for p in points} | {p['point'] for p in not_run}
   not_run += [{'point': name, 'reason': 'no results in this folder yet'}
               for name in expected if name not in present]
@@ -375,38 +421,33 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
               for p in points if p.name not in has_chosen]
   kept, _ = results.split_converged(chosen)
   stats, skipped = _complexities(points, out_dir)
-  result = {
-      'rows': rows, 'num_points': num_points, 'not_run': not_run, 'test_rain': kind,
-      'unreadable': [f'{p.name}: {f}' for p in points for f in p.unreadable],
-      'reference_range': results.reference_range(kept),
-      'not_converged': [p.gate() for p in points if p.converged is False],
-      'unchecked': [p.name for p in points if p.converged is None],
-      'little_removal': [{**p.gate(), 'why': why} for p in points
-                         if (why := p.little_removal)],
-      'verdicts': verdicts.claim_verdicts(chosen, stats, rows, kind),
-      'complexity': stats, 'complexity_skipped': skipped,
-      'figures': {}, 'empty_figures': [], 'report': report_dir / 'report.md'}
+  report = Report(
+      rows=rows, num_points=num_points, not_run=not_run, test_rain=kind,
+      unreadable=[f'{p.name}: {f}' for p in points for f in p.unreadable],
+      reference_range=results.reference_range(kept),
+      not_converged=[p.gate() for p in points if p.converged is False],
+      unchecked=[p.name for p in points if p.converged is None],
+      little_removal=[{**p.gate(), 'why': why} for p in points if (why := p.little_removal)],
+      verdicts=verdicts.claim_verdicts(chosen, stats, rows, kind),
+      complexity=stats, complexity_skipped=skipped, path=report_dir / 'report.md')
   drawn = None
   if figures:
-    drawn = draw_figures(report_dir, kept, rows, kind, result['reference_range'], stats,
+    drawn = draw_figures(report_dir, kept, rows, kind, report.reference_range, stats,
                          skipped)
-    result['figures'] = {key: report_dir / FIGURES[key][0] for key in FIGURES}
-    result['empty_figures'] = [key for key, ok in drawn.items() if not ok]
+    report.figures = {key: report_dir / FIGURES[key][0] for key in FIGURES}
+    report.empty_figures = [key for key, ok in drawn.items() if not ok]
   with open(report_dir / 'results.csv', 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=results.FIELDS)
     writer.writeheader()
-    writer.writerows(results.written(rows))
-  (report_dir / 'results.json').write_text(json.dumps(_finite(results.written(rows)),
+    writer.writerows(r.written() for r in rows)
+  (report_dir / 'results.json').write_text(json.dumps(_finite([r.written() for r in rows]),
                                                       indent=1))
-  summary = {k: result[k] for k in ('verdicts', 'not_run', 'unreadable', 'not_converged',
-                                    'little_removal', 'unchecked', 'test_rain',
-                                    'reference_range', 'complexity', 'complexity_skipped')}
-  (report_dir / 'verdicts.json').write_text(json.dumps(_finite(summary), indent=1))
-  text = _markdown(result, points, kept, report_dir, drawn)
+  (report_dir / 'verdicts.json').write_text(json.dumps(_finite(report.summary()), indent=1))
+  text = _markdown(report, points, kept, drawn)
   if previous_rung:
     text += '\n' + '\n'.join(rung_lines(rows, previous_rung)) + '\n'
-  result['report'].write_text(text)
-  return result
+  report.path.write_text(text)
+  return report
 
 
 def cli(out_dir, figures: bool = True, test_rain: str = 'auto',
@@ -414,13 +455,13 @@ def cli(out_dir, figures: bool = True, test_rain: str = 'auto',
   """`python -m jaxderain.study report --out=OUT [--test_rain=R] [--grid=G --scale=S]`:
   write the report, print the verdicts (NotFoundError when OUT holds no study). With the
   grid, its points not in OUT are listed as not run."""
-  result = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected,
+  report = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected,
                         previous_rung=previous_rung)
-  for verdict in result['verdicts']:
-    print(f'claim {verdict["claim"]}: {_verdict_cell(verdict)}; exploratory: '
-          f'{_outcome_cell(verdict["exploratory"])}; secondary agreeing: '
+  for verdict in report.verdicts:
+    print(f'claim {verdict.claim}: {_verdict_cell(verdict)}; exploratory: '
+          f'{_outcome_cell(verdict.exploratory)}; secondary agreeing: '
           f'{_agree_cell(verdict)}')
-  for unreadable in result['unreadable']:
+  for unreadable in report.unreadable:
     print(f'unreadable, left out: {unreadable}', file=sys.stderr)
-  print(f'{len(result["not_run"])} not run, {len(result["not_converged"])} not converged, '
-        f'{len(result["unreadable"])} unreadable result files; report: {result["report"]}')
+  print(f'{len(report.not_run)} not run, {len(report.not_converged)} not converged, '
+        f'{len(report.unreadable)} unreadable result files; report: {report.path}')

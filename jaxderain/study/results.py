@@ -28,17 +28,64 @@ from jaxderain.errors import NotFoundError
 from jaxderain.eval.metrics import METRIC_KEYS
 from jaxderain.study.folders import StudyFolder
 
-# A row's per-image values ({metric: [values]}, the last checkpoint's): the statistics'
-# second source of noise (study/statistics.py); not written to results.csv.
-PER_IMAGE = 'per_image'
-FIELDS = ('point', 'arch', 'category', 'rain_range', 'num_patches', 'seed', 'scale',
-          'testset', 'step', *METRIC_KEYS, 'identity_psnr', 'identity_E_B', 'perfect_E_R',
-          'converged')
 TEST_RAINS = (RAIN100L, UNSEEN)  # the test rains a report can use, preferred first
 # Net removal on its own training rain below which a point that passed the gate is listed
 # for the reader (the verdicts keep it): near the identity when its removal share is below
 # it too (it outputs its input), else over-subtracting (it removes rain and more).
 LITTLE_REMOVAL = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One point on one test set: the point, the test set and its metrics (a run's `recent`
+  means; E_R, E_B and PSNR on the 0-255 scale), the identity's and the perfect output's
+  references, the convergence gate (None: not checked), and per metric the last
+  checkpoint's per-image values (the statistics' second source of noise; not written
+  to results.csv)."""
+  point: str
+  arch: str
+  category: str
+  rain_range: str
+  num_patches: int
+  seed: int
+  scale: str
+  testset: str
+  step: int | None
+  E_R: float | None  # pylint: disable=invalid-name (the paper's symbols)
+  E_B: float | None  # pylint: disable=invalid-name
+  psnr: float | None
+  ssim: float | None
+  removal_share: float | None
+  net_removal: float | None
+  over_subtraction: float | None
+  identity_psnr: float | None
+  identity_E_B: float | None  # pylint: disable=invalid-name
+  perfect_E_R: float | None  # pylint: disable=invalid-name
+  converged: bool | None
+  per_image: dict[str, list[float]] = dataclasses.field(repr=False, compare=False,
+                                                        default_factory=dict)
+
+  def metric(self, name: str) -> float | None:
+    """A metric by name (METRIC_KEYS)."""
+    return getattr(self, name)
+
+  def key(self, fields) -> tuple:
+    """The values of `fields`, e.g. ('arch', 'category')."""
+    return tuple(getattr(self, f) for f in fields)
+
+  @property
+  def kept(self) -> bool:
+    """The convergence gate: a point is used unless it failed it (unchecked points are
+    used and listed)."""
+    return self.converged is not False
+
+  def written(self) -> dict:
+    """The row as results.csv and results.json hold it (FIELDS)."""
+    return {k: getattr(self, k) for k in FIELDS}
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(Row) if f.name != 'per_image')
+assert set(METRIC_KEYS) <= set(FIELDS)
 
 
 @dataclasses.dataclass
@@ -159,22 +206,22 @@ def _metrics(result: dict) -> dict:
   return {k: recent.get(k, result.get(k)) for k in METRIC_KEYS}
 
 
-def result_rows(points: list[PointResult]) -> list[dict]:
-  """One row (FIELDS and PER_IMAGE) per point and test set."""
+def result_rows(points: list[PointResult]) -> list[Row]:
+  """One Row per point and test set."""
   rows = []
   for point in points:
     config, converged = point.config, point.converged
     for testset, result in sorted(point.evals.items()):
       reference = result.get('reference', {})
-      rows.append({
-          'point': point.name, 'arch': config.get('arch'), 'category': point.category,
-          'rain_range': config.get('rain_range'), 'num_patches': config.get('num_patches'),
-          'seed': config.get('seed'), 'scale': config.get('scale'), 'testset': testset,
-          'step': result.get('step'), **_metrics(result),
-          'identity_psnr': reference.get('identity', {}).get('psnr'),
-          'identity_E_B': reference.get('identity', {}).get('E_B'),
-          'perfect_E_R': reference.get('perfect', {}).get('E_R'),
-          'converged': converged, PER_IMAGE: _per_image(result)})
+      rows.append(Row(
+          point=point.name, arch=config.get('arch'), category=point.category,
+          rain_range=config.get('rain_range'), num_patches=config.get('num_patches'),
+          seed=config.get('seed'), scale=config.get('scale'), testset=testset,
+          step=result.get('step'), **_metrics(result),
+          identity_psnr=reference.get('identity', {}).get('psnr'),
+          identity_E_B=reference.get('identity', {}).get('E_B'),
+          perfect_E_R=reference.get('perfect', {}).get('E_R'),
+          converged=converged, per_image=_per_image(result)))
   return rows
 
 
@@ -185,11 +232,6 @@ def _per_image(result: dict) -> dict[str, list[float]]:
   return {k: [math.nan if r.get(k) is None else r[k] for r in images] for k in METRIC_KEYS}
 
 
-def written(rows: list[dict]) -> list[dict]:
-  """The rows as results.csv and results.json hold them (FIELDS: no per-image values)."""
-  return [{k: row[k] for k in FIELDS} for row in rows]
-
-
 def choose_test_rain(points: list[PointResult]) -> str:
   """RAIN100L when every point has `<category>_rain100L`, else UNSEEN."""
   if points and all(set_name(p.category, RAIN100L) in p.evals for p in points):
@@ -197,10 +239,9 @@ def choose_test_rain(points: list[PointResult]) -> str:
   return UNSEEN
 
 
-def split_converged(rows: list[dict]) -> tuple[list[dict], list[str]]:
-  """(rows of points that passed or lack the gate, sorted names of those that failed)."""
-  kept = [r for r in rows if r['converged'] is not False]
-  return kept, sorted({r['point'] for r in rows if r['converged'] is False})
+def split_converged(rows: list[Row]) -> tuple[list[Row], list[str]]:
+  """(rows of points the gate keeps, sorted names of those that failed it)."""
+  return [r for r in rows if r.kept], sorted({r.point for r in rows if not r.kept})
 
 
 class Level(NamedTuple):
@@ -212,21 +253,23 @@ class Level(NamedTuple):
   seeds: int
 
 
-def curves(rows: list[dict], metric: str, keys=('arch', 'category', 'rain_range')):
-  """{key values: [Level] by ascending N}: the metric's seed statistics per group."""
+def curves(rows: list[Row], metric: str, keys=('arch', 'category', 'rain_range'),
+           x=lambda row: row.num_patches):
+  """{key values: [Level] by ascending x (N by default)}: the metric's seed statistics
+  per group."""
   values = collections.defaultdict(lambda: collections.defaultdict(list))
   for row in rows:
-    value = row[metric]
+    value = row.metric(metric)
     if value is not None and math.isfinite(value):
-      values[tuple(row[k] for k in keys)][row['num_patches']].append(value)
+      values[row.key(keys)][x(row)].append(value)
   return {key: [Level(n, float(np.mean(v)), min(v), max(v), len(v))
                 for n, v in sorted(by_n.items())]
           for key, by_n in sorted(values.items())}
 
 
-def reference_range(rows: list[dict]) -> str:
+def reference_range(rows: list[Row]) -> str:
   """medium when present, else the most common rain range of the rows."""
-  counts = collections.Counter(r['rain_range'] for r in rows)
+  counts = collections.Counter(r.rain_range for r in rows)
   if 'medium' in counts or not counts:
     return 'medium'
   return counts.most_common(1)[0][0]

@@ -15,12 +15,14 @@ Input rows: study/results.py's result_rows; `chosen` are those on the report's t
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
+from typing import NamedTuple
 
 from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 from jaxderain.study import claims, primary, statistics
 from jaxderain.study.claims import FLAT_FROM, FLAT_RATIO
-from jaxderain.study.results import split_converged
+from jaxderain.study.results import Row, split_converged
 from jaxderain.study.statistics import NOT_CONVERGED, NOT_RUN, Interval
 
 MIN_LEVELS = 3  # values of N a curve's test (slope, collapse, flattening) needs; the
@@ -56,22 +58,29 @@ def _levels(rows, keys=('arch', 'category', 'rain_range')) -> dict[tuple, list[i
   """{key: ascending N} of the rows."""
   found = collections.defaultdict(set)
   for row in rows:
-    found[tuple(row[k] for k in keys)].add(row['num_patches'])
+    found[row.key(keys)].add(row.num_patches)
   return {k: sorted(v) for k, v in sorted(found.items(), key=lambda kv: str(kv[0]))}
 
 
-def shifted_rows(rows, axis: str) -> list[dict]:
-  """Rows of the shifted-rain test sets of `axis`, with 'value' and 'offset' (beyond the
-  point's own training range, rain/shifts.py) added."""
+class Shifted(NamedTuple):
+  """A row on a shifted-rain test set: the shifted parameter's value, its offset beyond
+  the point's own training range (rain/shifts.py) and the set's rain name."""
+  row: Row
+  value: int
+  offset: float
+  rain: str
+
+
+def shifted_rows(rows, axis: str) -> list[Shifted]:
+  """The rows on the shifted-rain test sets of `axis`."""
   picked = []
   for row in rows:
-    prefix = f'{row["category"]}_'
-    parsed = shifts.parse(row['testset'][len(prefix):]) if row['testset'].startswith(
-        prefix) else None
-    if parsed and parsed[0] == axis and row['rain_range'] in TRAINING_RANGES:
-      value = parsed[1]
-      picked.append({**row, 'value': value, 'offset': shifts.offset(
-          axis, value, TRAINING_RANGES[row['rain_range']])})
+    prefix = f'{row.category}_'
+    rain = row.testset[len(prefix):] if row.testset.startswith(prefix) else ''
+    parsed = shifts.parse(rain)
+    if parsed and parsed[0] == axis and row.rain_range in TRAINING_RANGES:
+      picked.append(Shifted(row, parsed[1], shifts.offset(
+          axis, parsed[1], TRAINING_RANGES[row.rain_range]), rain))
   return picked
 
 
@@ -85,7 +94,7 @@ def secondary_tests(chosen, rows, test_rain: str) -> dict[object, list[claims.Cl
       tests[1].append(claims.falls(arch, category, rain_range, ns, rain))
       if ns[0] < FLAT_FROM < ns[-1]:
         tests[3].append(claims.flattens(arch, category, rain_range, ns, rain))
-  curves = _levels([r for r in chosen if r['arch'] == 'resnet'], ('category', 'rain_range'))
+  curves = _levels([r for r in chosen if r.arch == 'resnet'], ('category', 'rain_range'))
   for category in sorted({c for c, _ in curves}):
     present = [r for r in RAIN_RANGES if len(curves.get((category, r), [])) >= MIN_LEVELS]
     for narrow, wide in zip(present, present[1:]):
@@ -102,11 +111,11 @@ def secondary_tests(chosen, rows, test_rain: str) -> dict[object, list[claims.Cl
       for objective in sorted(o for o in table if o[0] <= FEW_BACKGROUNDS):
         tests[5].append(claims.tradeoff(arch, category, objective, baseline, rain))
   beyond = collections.defaultdict(set)
-  for row in shifted_rows(rows, DISTANCE_AXIS):
-    if row['offset'] > 0:
-      beyond[(row['arch'], row['category'], row['rain_range'])].add(
-          row['testset'][len(row['category']) + 1:])
-  levels = _levels(shifted_rows(rows, DISTANCE_AXIS))
+  shifted = shifted_rows(rows, DISTANCE_AXIS)
+  for item in shifted:
+    if item.offset > 0:
+      beyond[item.row.key(('arch', 'category', 'rain_range'))].add(item.rain)
+  levels = _levels([item.row for item in shifted])
   for key, sets in sorted(beyond.items()):
     ns = levels.get(key, [])
     if len(sets) >= 2 and len(ns) >= 2:
@@ -115,7 +124,46 @@ def secondary_tests(chosen, rows, test_rain: str) -> dict[object, list[claims.Cl
   return tests
 
 
-def claim_complexity(stats: dict[str, dict]) -> dict:
+@dataclasses.dataclass
+class Verdict:
+  """A claim's verdict: its primary test on the confirmatory seeds (None for claim 4),
+  the same on the exploratory seeds, and its secondary tests (`Outcome.agrees` set)."""
+  claim: object
+  status: str
+  primary: claims.Outcome | None
+  exploratory: claims.Outcome | None
+  secondary: list[claims.Outcome]
+  note: str = ''
+
+  @property
+  def text(self) -> str:
+    return CLAIMS[self.claim]
+
+  @property
+  def tested(self) -> list[claims.Outcome]:
+    return [o for o in self.secondary if o.has_interval]
+
+  @property
+  def agree(self) -> int:
+    return sum(bool(o.agrees) for o in self.secondary)
+
+  @property
+  def not_tested(self) -> list[str]:
+    return [o.label for o in self.secondary if not o.has_interval]
+
+  def points_used(self) -> set[str]:
+    return {p for o in [self.primary, self.exploratory, *self.secondary] if o
+            for p in o.points}
+
+  def as_dict(self) -> dict:
+    outcome = lambda o: o.as_dict() if o else None
+    return {'claim': self.claim, 'text': self.text, 'status': self.status,
+            'primary': outcome(self.primary), 'exploratory': outcome(self.exploratory),
+            'secondary': [o.as_dict() for o in self.secondary], 'agree': self.agree,
+            'tested': len(self.tested), 'not_tested': self.not_tested, 'note': self.note}
+
+
+def claim_complexity(stats: dict[str, dict]) -> Verdict:
   """Claim 4: each pair of ranked categories in COMPLEXITY_RANK's order; the difference of
   mean patch complexity with a normal 95% interval from the patches' standard errors."""
   ranked = sorted((c for c in stats if c in COMPLEXITY_RANK),
@@ -131,41 +179,34 @@ def claim_complexity(stats: dict[str, dict]) -> dict:
                                b['std'] / math.sqrt(b['patches']))
       interval = Interval(difference, difference - half, difference + half,
                           a['patches'] + b['patches'] - 2)
-      tests.append({'claim': 4, 'label': f'{more} > {less}', 'group': {},
-                    'statistic': f'difference {interval.text()}',
-                    'intervals': {'difference': interval.as_dict()},
-                    'status': statistics.direction(interval, +1), 'points': []})
-  status = statistics.combine([t['status'] for t in tests])
-  return {'claim': 4, 'text': CLAIMS[4], 'status': status, 'primary': None,
-          'exploratory': None, 'secondary': tests, 'agree': None, 'tested': len(tests),
-          'not_tested': [], 'note': NATURAL_STAND_IN,
-          'statistic': (f'needs 2 measured categories among {", ".join(COMPLEXITY_RANK)}'
-                        if len(ranked) < 2 else '; '.join(
-                            f'{t["label"]}: {t["statistic"]} **{t["status"]}**'
-                            for t in tests))}
+      tests.append(claims.Outcome(claims.ClaimTest(4, f'{more} > {less}', {}, ()),
+                                  statistics.direction(interval, +1),
+                                  {'difference': interval}))
+  note = NATURAL_STAND_IN if len(ranked) > 1 else (
+      f'Needs 2 measured categories among {", ".join(COMPLEXITY_RANK)}. ' + NATURAL_STAND_IN)
+  return Verdict(4, statistics.combine([t.status for t in tests]), None, None, tests, note)
 
 
-def _primary(test: claims.ClaimTest, rows) -> dict:
+def _primary(test: claims.ClaimTest, rows) -> claims.Outcome:
   """The primary test on the confirmatory seeds of the converged rows; NOT CONVERGED
   when it cannot run without the points that failed the gate but could with them."""
   outcome = claims.run(test, rows, primary.CONFIRMATORY_SEEDS)
-  result = outcome.as_dict()
   if outcome.status == NOT_RUN:
-    everything = [{**r, 'converged': True} for r in rows]
+    everything = [dataclasses.replace(r, converged=True) for r in rows]
     if claims.run(test, everything, primary.CONFIRMATORY_SEEDS).status != NOT_RUN:
-      result['status'] = NOT_CONVERGED
-  return result
+      outcome.status = NOT_CONVERGED
+  return outcome
 
 
-def claim_verdicts(chosen: list[dict], stats: dict, rows: list[dict],
-                   test_rain: str) -> list[dict]:
+def claim_verdicts(chosen: list[Row], stats: dict, rows: list[Row],
+                   test_rain: str) -> list[Verdict]:
   """Claims 1, 2, 3, 4, 5 and distance, in that order: each one's primary test (on every
   row: it names its own test rain) on the confirmatory seeds, the same on the exploratory
   seeds, and its secondary tests on the exploratory seeds (claim 4: category complexity
   `stats`)."""
   exploratory = primary.exploratory_seeds(rows)
-  kept_chosen, _ = split_converged([r for r in chosen if r['seed'] in exploratory])
-  kept_rows, _ = split_converged([r for r in rows if r['seed'] in exploratory])
+  kept_chosen, _ = split_converged([r for r in chosen if r.seed in exploratory])
+  kept_rows, _ = split_converged([r for r in rows if r.seed in exploratory])
   secondary = secondary_tests(kept_chosen, kept_rows, test_rain)
   primaries = {t.claim: t for t in primary.TESTS}
   verdicts = []
@@ -176,18 +217,10 @@ def claim_verdicts(chosen: list[dict], stats: dict, rows: list[dict],
     test = primaries[claim]
     confirmatory = _primary(test, rows)
     others = [claims.run(t, kept_rows, exploratory) for t in secondary.get(claim, ())
-              if not (t.cells == test.cells)]
+              if t.cells != test.cells]
     tested = [o for o in others if o.has_interval]
-    agrees = statistics.holm([o.p_agree for o in tested])
-    records = []
-    for outcome in others:
-      record = outcome.as_dict()
-      record['agrees'] = agrees[tested.index(outcome)] if outcome in tested else None
-      records.append(record)
-    verdicts.append({
-        'claim': claim, 'text': CLAIMS[claim], 'status': confirmatory['status'],
-        'primary': confirmatory,
-        'exploratory': claims.run(test, rows, exploratory).as_dict(),
-        'secondary': records, 'agree': sum(agrees), 'tested': len(tested),
-        'not_tested': [o.test.label for o in others if not o.has_interval]})
+    for outcome, agrees in zip(tested, statistics.holm([o.p_agree for o in tested])):
+      outcome.agrees = agrees
+    verdicts.append(Verdict(claim, confirmatory.status, confirmatory,
+                            claims.run(test, rows, exploratory), others))
   return verdicts
