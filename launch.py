@@ -9,15 +9,13 @@ TPU VM slices, SLURM (srun) and Open MPI (mpirun) are detected; elsewhere pass
 --coordinator_address=HOST:PORT (process 0's) --num_processes=N --process_id=I.
 """
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import os  # pylint: disable=g-import-not-at-top
+import os
 
 import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxderain import distributed, experiment
+from jaxderain import cli, distributed, experiment
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
                                           lock_config=True)
@@ -48,7 +46,7 @@ def main(argv):
   if started:
     logging.info('Process %d of %d (%s); its devices: %s', jax.process_index(),
                  jax.process_count(), started, jax.local_devices())
-  logging.info('Devices: %s; XLA flag set by jaxderain: %s', jax.devices(), cli.FAST_FLAG)
+  logging.info('Devices: %s; XLA_FLAGS: %s', jax.devices(), os.environ.get('XLA_FLAGS'))
   run = experiment.train if _MODE.value == 'train' else experiment.evaluate
   run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 

@@ -1,8 +1,9 @@
 """What every command line shares: the fast CPU flag, a quiet console and one line for
 each bad input.
 
-Import this module before JAX (it sets XLA_FLAGS, see cpu_flags.py) and start the
-command with `cli.run(main)` instead of absl's app.run:
+Start a command with `cli.run(main)` instead of absl's app.run. Importing this module does
+nothing; `run` first applies the fast CPU flag (cpu_flags.py; JAX starts its backend only
+when a command first computes) and quiets TensorFlow's start-up notices, then:
 - a bad flag (unknown, wrong type, a --config.FIELD that names no field, a bad grid
   point) prints `error: <what and the fix>` and exits 1;
 - a UserError (jaxderain/errors.py) raised by `main` does the same;
@@ -14,12 +15,14 @@ brings every library's log back.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
-from jaxderain import cpu_flags
+from absl import app, flags
 
-FAST_FLAG = cpu_flags.apply_fast_cpu_flag()  # before JAX starts its backend
+from jaxderain import console, cpu_flags
+from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, SaveError, UserError
 
 
 def verbose_requested(argv=None) -> bool:
@@ -31,19 +34,14 @@ def verbose_requested(argv=None) -> bool:
   return False
 
 
-if not verbose_requested():
-  # TensorFlow's start-up notices. TensorFlow only writes TensorBoard event files here;
-  # oneDNN changes nothing else (the models run in JAX).
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
-  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-import functools
-
-from absl import app, flags
-
-from jaxderain import console
-from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, SaveError, UserError
+def prepare(argv=None, environ=os.environ) -> str | None:
+  """What a command does before anything else: the fast CPU flag (returned when applied)
+  and, unless a verbose log is asked for, TensorFlow's start-up notices off (TensorFlow
+  only builds data sets here; oneDNN changes nothing else: the models run in JAX)."""
+  if not verbose_requested(argv):
+    environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+    environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '0')
+  return cpu_flags.apply_fast_cpu_flag(environ)
 
 
 def _error_line(error: BaseException) -> str:
@@ -86,7 +84,9 @@ def run_main(main, argv):
 
 
 def run(main) -> None:
-  """Run `main(argv)` as a command line (absl's app.run with the handling above)."""
+  """Run `main(argv)` as a command line: `prepare`, then absl's app.run with the handling
+  above."""
+  prepare()
   app.run(functools.partial(run_main, main), flags_parser=parse_flags)
 
 

@@ -12,9 +12,7 @@ imported only here.
 
 from __future__ import annotations
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import pathlib  # pylint: disable=g-import-not-at-top
+import pathlib
 import re
 
 import numpy as np
@@ -22,7 +20,7 @@ from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from jaxderain import experiment, models
+from jaxderain import cli, experiment, models
 from jaxderain.errors import (CheckpointError, ConfigError, MissingPackage, NotFoundError,
                               WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints

@@ -13,15 +13,13 @@ named <stem>_<suffix>.png instead), an existing file is replaced only with --ove
 OUTPUT must be writable with room for the PNGs.
 """
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import ctypes  # pylint: disable=g-import-not-at-top
+import ctypes
 import json
 import logging
 
 from absl import flags
 
-from jaxderain import experiment
+from jaxderain import cli, experiment
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.eval.photos import check_output_folder, derain_files, plan
 

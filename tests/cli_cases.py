@@ -15,10 +15,10 @@ import json
 import runpy
 import sys
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-from absl import flags  # pylint: disable=g-import-not-at-top
+from absl import flags
 from absl import logging as absl_logging
+
+from jaxderain import cli
 
 
 def run_case(main, argv: list[str]) -> dict:
@@ -47,6 +47,7 @@ def run_case(main, argv: list[str]) -> dict:
 
 def main():
   module, cases = sys.argv[1], json.loads(sys.argv[2])
+  cli.prepare(['command'])
   absl_logging.use_absl_handler()
 
   if module == 'launch':

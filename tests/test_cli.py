@@ -3,13 +3,17 @@
 Each command's cases run in one process (tests/cli_cases.py) through the command's own
 flag parsing and main, as `cli.run` runs them."""
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import run_commands
+from jaxderain import cpu_flags
 
 SMOKE = 'configs/grid.py:resnet,medium,8,scale=smoke'
 
@@ -108,3 +112,30 @@ def test_each_bad_input_is_one_line_naming_it(table, command):
     assert errors[0].startswith('error: ') and expected in errors[0], (args, errors[0])
     assert 'Traceback' not in run.stderr, (args, run.stderr)
   assert not (tmp / 'w').exists() and not (tmp / 'c').exists()  # nothing left behind
+
+
+def test_importing_the_cli_does_no_work_and_a_command_probes_the_flag_once(tmp_path):
+  watch = (
+      'import os, subprocess, sys\n'
+      'started = []\n'
+      'real = subprocess.Popen.__init__\n'
+      'def spy(self, *a, **k):\n'
+      '  started.append(a[0])\n'
+      '  real(self, *a, **k)\n'
+      'subprocess.Popen.__init__ = spy\n'
+      'before = dict(os.environ)\n'
+      'from jaxderain import cli\n'
+      'assert not started and dict(os.environ) == before, (started, "import changed things")\n'
+      'flag = cli.prepare(["x"])\n'
+      'from jax._src import xla_bridge\n'
+      'assert not xla_bridge.backends_are_initialized()\n'
+      'print(len(started), flag, os.environ.get("XLA_FLAGS"))\n')
+  env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path)}
+  env.pop('XLA_FLAGS', None)
+  runs = [subprocess.run([sys.executable, '-c', watch], env=env, capture_output=True,
+                         text=True, check=True).stdout.split() for _ in range(2)]
+  assert runs[0][0] == '1' and runs[1][0] == '0'  # probed once, then read from the cache
+  assert runs[0][1:] == runs[1][1:]
+  if runs[0][1] != 'None':
+    assert runs[0][1] == runs[0][2] == cpu_flags.FAST_CPU_FLAG
+  assert (tmp_path / 'jaxderain' / 'xla_flags.json').is_file()

@@ -11,15 +11,14 @@ earlier build of the same set there is removed first, then rebuilt. Progress and
 go to stderr; stdout gets one line saying what was written, where, and how to use it.
 """
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before TensorFlow)
-
-import contextlib  # pylint: disable=g-import-not-at-top
+import contextlib
 import os
 import sys
 
 import tensorflow_datasets as tfds
 from absl import flags, logging
 
+from jaxderain import cli
 from jaxderain.data import tfds_builders
 from jaxderain.errors import ConfigError, DataError
 

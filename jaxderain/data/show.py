@@ -7,9 +7,7 @@
 
 from __future__ import annotations
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import os  # pylint: disable=g-import-not-at-top
+import os
 import pathlib
 
 import jax
@@ -17,7 +15,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw
 
-from jaxderain import rain
+from jaxderain import cli, rain
 from jaxderain.data.backgrounds import background_set, load_category
 from jaxderain.data.testsets import short_category
 

@@ -1,14 +1,12 @@
 """Print a JSON summary of one architecture: python -m jaxderain.models --arch=resnet."""
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import json  # pylint: disable=g-import-not-at-top
+import json
 
 import jax
 import jax.numpy as jnp
 from absl import flags
 
-from jaxderain import models
+from jaxderain import cli, models
 
 _ARCH = flags.DEFINE_string('arch', 'resnet', 'Architecture name.')
 _HEIGHT = flags.DEFINE_integer('height', 64, 'Input height.')

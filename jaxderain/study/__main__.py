@@ -14,15 +14,14 @@
   python -m jaxderain.study complexity --categories=natural,urban100 [--data_dir=DIR]
 """
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
-
-import json  # pylint: disable=g-import-not-at-top
+import json
 import os
 
 import jax
 import numpy as np
 from absl import flags
 
+from jaxderain import cli
 from jaxderain.config_file import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import (complexity, grids, plan, primary, results, status, sweep,

@@ -8,10 +8,9 @@ recorded in its failed.json); 143 when stopped by SIGTERM (its checkpoint saved)
 other status is a crash.
 """
 
-from jaxderain import cli  # pylint: disable=g-bad-import-order (before JAX)
+from absl import flags
 
-from absl import flags  # pylint: disable=g-import-not-at-top
-
+from jaxderain import cli
 from jaxderain.errors import DataError
 from jaxderain.study import grids, sweep
 
