@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import pathlib
 import re
+import sys
 
 import numpy as np
 from absl import flags
 from flax import nnx
 from ml_collections import config_flags
 
-from jaxderain import cli, experiment, models
+from jaxderain import cli, configs, experiment, models
 from jaxderain.errors import (CheckpointError, ConfigError, MissingPackage, NotFoundError,
                               WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints
@@ -139,4 +140,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  sys.argv = configs.with_packaged_grid(sys.argv)
   cli.run(main)

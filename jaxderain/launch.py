@@ -1,4 +1,5 @@
-"""Train or evaluate one grid point.
+"""Train or evaluate one grid point: launch.py at the repository's top, or from anywhere
+once the package is installed, `python -m jaxderain.launch`.
 
   python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo
   python launch.py --config=configs/grid.py:resnet,medium,64,scale=cpu --workdir=runs/demo \
@@ -10,12 +11,13 @@ TPU VM slices, SLURM (srun) and Open MPI (mpirun) are detected; elsewhere pass
 """
 
 import os
+import sys
 
 import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxderain import cli, distributed, experiment
+from jaxderain import cli, configs, distributed, experiment
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N[,k=v]',
                                           lock_config=True)
@@ -51,5 +53,12 @@ def main(argv):
   run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """The command line (`--config=configs/grid.py:...` finds the packaged grid file when
+  the working directory has none)."""
+  sys.argv = configs.with_packaged_grid(sys.argv)
   cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

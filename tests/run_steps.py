@@ -13,7 +13,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from jaxderain import experiment
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.train.step import replicate
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 
 
 def test_paper_defaults_from_the_exact_argument():

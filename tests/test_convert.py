@@ -26,7 +26,7 @@ def error_line(result):
 
 def test_a_state_dict_of_another_architecture_is_one_short_line(tmp_path):
   torch = pytest.importorskip('torch')
-  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
+  from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
   state = official_state('swinir', dict(grid.MODELS['swinir']['smoke']))
   weights = tmp_path / 'swinir.pt'
   torch.save({k: torch.from_numpy(v) for k, v in state.items()}, weights)
@@ -110,7 +110,7 @@ def test_official_weights_convert_and_evaluate(tmp_path, arch):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
+  from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import experiment, models  # pylint: disable=g-import-not-at-top
   from jaxderain.train import checkpoints  # pylint: disable=g-import-not-at-top
 

@@ -17,7 +17,7 @@ import pytest
 from jaxderain import distributed, experiment
 from jaxderain import errors
 from jaxderain import workdir as workdir_module
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.train import checkpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import pytest
 from conftest import run_commands
 from jaxderain import errors
 from jaxderain import experiment
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 
 pytestmark = pytest.mark.reliability
 ROOT = pathlib.Path(__file__).resolve().parents[1]

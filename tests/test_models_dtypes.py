@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain import models
 
 

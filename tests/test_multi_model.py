@@ -9,7 +9,7 @@ import pytest
 
 from jaxderain import errors
 from jaxderain import experiment
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.study import sweep
 from jaxderain.study.grids import Point
 from jaxderain.train import checkpoints, multi_model

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxderain import experiment
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.train import checkpoints
 
 OLD = pathlib.Path(__file__).parent / 'data' / 'old_workdir'

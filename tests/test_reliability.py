@@ -21,7 +21,7 @@ from PIL import Image
 from conftest import run_commands
 from jaxderain import errors, experiment
 from jaxderain import workdir as workdir_lock
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.data import read_photo
 from jaxderain.eval import tiles
 from jaxderain.train import checkpoints, loop

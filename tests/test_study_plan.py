@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import socket
 
 import pytest
@@ -105,3 +106,10 @@ def test_a_damaged_done_record_is_not_done_and_named(tmp_path, text):
   assert not_run[0]['point'] == 'p' and 'done.json is damaged' in not_run[0]['reason']
   folder.write_done(DoneRecord(arg='x', seconds=1.0, results=('natural_unseen.json',)))
   assert folder.is_done() and folder.done_record().machine == {}
+
+
+def test_the_packaged_step_times_are_the_benchmarks_files():
+  measured = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'results'
+  for name in plan.STEP_TIME_FILES:
+    assert (plan.STEP_TIMES / name).read_bytes() == (measured / name).read_bytes(), (
+        f'{name}: run python -m benchmarks.step_times')

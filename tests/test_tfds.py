@@ -238,7 +238,7 @@ def test_real_urban100_round_trips(data_dir, tmp_path):
 
 def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   """load_category and the eval sets read the TFDS builds in data_dir first."""
-  from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
+  from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import data, experiment  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   source = tmp_path / 'urban_source'

@@ -16,7 +16,7 @@ from PIL import Image
 from jaxderain import cpu_flags, experiment
 from jaxderain import errors
 from jaxderain import workdir as workdir_module
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.rain import shifts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 
 from jaxderain import cli
-from jaxderain.config_file import grid as grid_config
+from jaxderain.configs import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import (complexity, grids, plan, primary, results, status, sweep,
                              unseen)

@@ -1,7 +1,8 @@
 """What a grid costs before it runs: points, steps, device-hours and wall time on N devices.
 
-Step times come from the benchmark files in benchmarks/results/ (measured there, never
-here), each estimate naming the figure it uses:
+Step times come from the benchmark files of benchmarks/results/ (measured there, never
+here; copied into the package's step_times/ by `python -m benchmarks.step_times`), each
+estimate naming the figure it uses:
 - on H100 GPUs: `vs_torch_h100.json` (the jaxderain train step on one H100): config `a`
   is the paper's ResNet step (64 x 16, batch 16, 128 x 128), configs `cpu`, `unet` and
   `swinir` the cpu presets' steps; on this project's 2-core CPU: `models.json`'s
@@ -25,7 +26,8 @@ import pathlib
 from jaxderain.errors import ConfigError, DataError
 from jaxderain.study import grids, sweep
 
-RESULTS = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'results'
+STEP_TIMES = pathlib.Path(__file__).with_name('step_times')  # package data
+STEP_TIME_FILES = ('models.json', 'vs_torch.json', 'vs_torch_h100.json')
 GPU, CPU = 'H100', '2-core CPU'
 # The scales whose models and steps are the cpu presets' (configs/grid.py MODELS).
 CPU_PRESET_SCALES = ('cpu', 'cpu-long')
@@ -45,11 +47,11 @@ def _records(name: str, results: pathlib.Path) -> list[dict]:
   try:
     return json.loads(path.read_text())
   except (OSError, ValueError) as error:
-    raise DataError(f'{path} cannot be read ({error}): run the benchmark that writes it '
-                    '(docs/performance.md) or restore it from git.') from None
+    raise DataError(f'{path} cannot be read ({error}): copy it from benchmarks/results/ '
+                    '(python -m benchmarks.step_times) or reinstall jaxderain.') from None
 
 
-def step_time(arch: str, scale: str, device: str, results=RESULTS) -> StepTime:
+def step_time(arch: str, scale: str, device: str, results=STEP_TIMES) -> StepTime:
   """The train-step time of `arch` at `scale` on `device` (GPU or CPU)."""
   results = pathlib.Path(results)
   models = {r['arch']: r for r in _records('models.json', results)}
@@ -96,7 +98,7 @@ def wall_hours(point_hours: list[float], devices: int) -> float:
   return max(free_at)
 
 
-def plan(grid: str, scale: str, gpus: int, seeds=None, results=RESULTS) -> Plan:
+def plan(grid: str, scale: str, gpus: int, seeds=None, results=STEP_TIMES) -> Plan:
   """The cost of running `grid` at `scale` on `gpus` H100s (0: this project's CPU)."""
   if scale not in PLANNED_SCALES:
     raise ConfigError(f'no step times are measured for scale {scale!r}: plan one of '

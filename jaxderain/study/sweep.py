@@ -28,7 +28,7 @@ import time
 import jax
 
 from jaxderain import experiment
-from jaxderain.config_file import grid as grid_config
+from jaxderain.configs import grid as grid_config
 from jaxderain.errors import ConfigError, UserError
 from jaxderain.study.folders import DoneRecord, StudyFolder
 from jaxderain.study.grids import Point

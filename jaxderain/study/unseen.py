@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from jaxderain import experiment, rain
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.rain import stats
 
 UNSEEN_SHARE = 0.5  # share of streaks outside a range above which a rain is unseen by it
