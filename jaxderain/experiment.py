@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from jaxderain import data, models, rain
+from jaxderain.configs import grid
 from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
 from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
@@ -54,45 +55,6 @@ def state_template(config):
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-# Numeric fields: (field, type, lowest, highest), bounds inclusive unless FIELD_EXCLUSIVE
-# says otherwise; None = unbounded.
-FIELD_RANGES = (
-    *((f, int, 1, None) for f in ('batch_size', 'total_steps', 'patch_size', 'num_patches',
-                                  'log_every', 'checkpoint_every', 'keep_checkpoints',
-                                  'eval.num_images', 'eval.image_size', 'eval.average_last',
-                                  'eval.rain100l_limit')),
-    ('eval.strip_images', int, 0, None), ('seed', int, None, None),
-    ('eval.seed', int, None, None), ('learning_rate', float, 0.0, None),
-    ('final_learning_rate', float, 0.0, None), ('b1', float, 0.0, 1.0),
-    ('b2', float, 0.0, 1.0), ('test_fraction', float, 0.0, 1.0),
-    ('eval.rain_threshold', float, 0.0, 1.0))
-# Float fields that must lie strictly inside their bounds (0 < learning_rate, b1, b2 < 1).
-FIELD_EXCLUSIVE = {'learning_rate': 'low', 'b1': 'high', 'b2': 'high',
-                   'test_fraction': 'both', 'eval.rain_threshold': 'high'}
-
-
-def _check_field(config, field, kind, low, high) -> None:
-  """One field's type and range, or ConfigError naming the field and the valid values."""
-  node = config
-  for part in field.split('.'):
-    node = node[part]
-  value = node
-  numeric = (int,) if kind is int else (int, float)
-  if isinstance(value, bool) or not isinstance(value, numeric):
-    raise ConfigError(f'config.{field} must be {"an integer" if kind is int else "a number"}, '
-                      f'got {value!r}: set --config.{field}.')
-  exclusive = FIELD_EXCLUSIVE.get(field, '')
-  too_low = low is not None and (value <= low if exclusive in ('low', 'both') else value < low)
-  too_high = high is not None and (value >= high if exclusive in ('high', 'both')
-                                   else value > high)
-  if too_low or too_high:
-    left = '(' if exclusive in ('low', 'both') else '['
-    right = ')' if exclusive in ('high', 'both') else ']'
-    valid = (f'in {left}{low}, {high}{right}' if high is not None
-             else f'{">" if left == "(" else ">="} {low}')
-    raise ConfigError(f'config.{field} must be {valid}, got {value!r}: set --config.{field}.')
-
-
 def check_model_options(config) -> None:
   """config.model must hold options of config.arch (a changed --config.arch keeps the
   grid point's options of the other architecture)."""
@@ -116,8 +78,7 @@ def check(config) -> None:
     of_all = f' of the {processes} processes' if processes > 1 else ''
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
                       f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
-  for field, kind, low, high in FIELD_RANGES:
-    _check_field(config, field, kind, low, high)
+  grid.SCHEMA.check(config)
   check_model_options(config)
   rain_range(config)
   rain_shifts(config)
@@ -181,23 +142,9 @@ def train(config, workdir: str, allow_config_change: bool = False):
                     config=json.loads(config.to_json()))
 
 
-# Fields that grid points trained together (train_together) must share: one vmapped
-# program holds one model shape, loss, batch and rain recipe, optimizer schedule and
-# checkpoint cadence. Seeds, N and categories may differ.
-TOGETHER_FIELDS = ('arch', 'model', 'loss', 'batch_size', 'patch_size', 'flips', 'rain',
-                   'total_steps', 'learning_rate', 'final_learning_rate', 'b1', 'b2',
-                   'compute_dtype', 'log_every', 'checkpoint_every', 'keep_checkpoints')
-
-
-def together_key(config) -> str:
-  """The TOGETHER_FIELDS of `config` as JSON: configs with equal keys train together."""
-  fields = json.loads(config.to_json())
-  return json.dumps({field: fields[field] for field in TOGETHER_FIELDS}, sort_keys=True)
-
-
 def check_together(configs, workdirs) -> None:
   """Refuse configs that cannot share one vmapped program, naming the first differing
-  field of TOGETHER_FIELDS, and workdirs given twice."""
+  shared field (configs/grid.py), and workdirs given twice."""
   if len(configs) != len(workdirs) or not configs:
     raise ConfigError(f'train_together needs one workdir per config, got {len(configs)} '
                       f'configs and {len(workdirs)} workdirs.')
@@ -205,15 +152,14 @@ def check_together(configs, workdirs) -> None:
   if len(set(folders)) < len(folders):
     raise ConfigError(f'train_together got a workdir twice '
                       f'({", ".join(map(str, workdirs))}): give each grid point its own.')
-  first = json.loads(configs[0].to_json())
+  shared = ', '.join(f.name for f in grid.FIELDS if f.shared)
   for workdir, config in zip(workdirs[1:], configs[1:]):
-    other = json.loads(config.to_json())
-    for field in TOGETHER_FIELDS:
-      if other[field] != first[field]:
-        raise ConfigError(
-            f'{workdirs[0]} and {workdir} cannot train together: config.{field} differs '
-            f'({first[field]} vs {other[field]}). Points trained together share '
-            f'{", ".join(TOGETHER_FIELDS)}; train the others separately (launch.py).')
+    if differs := grid.SCHEMA.first_unshared(configs[0], config):
+      field, first, other = differs
+      raise ConfigError(
+          f'{workdirs[0]} and {workdir} cannot train together: config.{field} differs '
+          f'({first} vs {other}). Points trained together share {shared}; train the '
+          'others separately (launch.py).')
 
 
 def train_together(configs, workdirs) -> list[tuple]:

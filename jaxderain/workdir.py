@@ -24,19 +24,14 @@ import socket
 import time
 
 import jax
+
 from jaxderain import distributed
+from jaxderain.configs import grid
 from jaxderain.errors import ConfigError, WorkdirBusy, WorkdirError
 from jaxderain.train import checkpoints
 
 LOCK_NAME = 'run.lock'
 CONFIG_NAME = 'config.json'
-# Fields that do not change what a run trains: a workdir may be resumed or evaluated
-# with other values (data_dir: the same data mounted at another path, e.g. on another
-# machine of a cluster).
-NOT_TRAINING_FIELDS = ('eval', 'log_every', 'checkpoint_every', 'keep_checkpoints',
-                       'data_dir')
-# Fields added after runs were recorded without them, with the value those runs used.
-ADDED_FIELDS = {'compute_dtype': 'float32'}
 
 
 def _alive(pid: int) -> bool:
@@ -188,26 +183,11 @@ def recorded_config(workdir) -> dict | None:
   return config
 
 
-def _flat(tree: dict, prefix: str = '') -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
 def config_changes(config, workdir) -> list[str]:
   """'field: recorded -> given' for each training field of `config` (a ConfigDict) that
   differs from the config WORKDIR records (none if it records none)."""
   recorded = recorded_config(workdir)
-  if recorded is None:
-    return []
-  before, now = {**ADDED_FIELDS, **_flat(recorded)}, _flat(json.loads(config.to_json()))
-  return [f'{k}: {before.get(k, "(absent)")} -> {now.get(k, "(absent)")}'
-          for k in sorted(set(before) | set(now))
-          if k.split('.')[0] not in NOT_TRAINING_FIELDS and before.get(k) != now.get(k)]
+  return [] if recorded is None else grid.SCHEMA.training_changes(recorded, config)
 
 
 def check_workdir_config(config, workdir, allow_change: bool = False) -> list[str]:

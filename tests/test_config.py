@@ -1,8 +1,12 @@
-"""configs/grid.py: the grid-point argument, scales, and errors before any work."""
+"""configs/grid.py: the grid-point argument, scales, the field schema, and errors before
+any work."""
+
+import json
 
 import pytest
 
-from jaxderain.configs import grid
+from jaxderain.configs import grid, schema
+from jaxderain.errors import ConfigError
 
 
 def test_paper_defaults_from_the_exact_argument():
@@ -52,3 +56,32 @@ def test_bad_arguments_name_the_problem_and_the_choices(arg, problem):
   assert problem in message
   for choice in (*grid.ARCHS, 'small, medium, large', 'paper, cpu-long, cpu, smoke'):
     assert choice in message
+
+
+def test_a_field_declared_once_is_validated_grouped_and_resume_checked():
+  dropout = schema.Field('dropout', float, 0.1, low=0.0, high=1.0, exclusive='high',
+                         shared=True)
+  cadence = schema.Field('eval.every', int, 3, low=1, trains=False, added=3)
+  fields = schema.Schema(grid.FIELDS + (dropout, cadence))
+  point, scale = grid.parse('resnet,medium,8,scale=smoke'), grid.SCALES['smoke']
+  first, second = fields.build(point, scale), fields.build(point, scale)
+  assert first.dropout == 0.1 and first.eval.every == 3
+  fields.check(first)  # validated
+  second.dropout = 1.5
+  with pytest.raises(ConfigError, match=r'config.dropout must be in \[0.0, 1.0\), got 1.5: '
+                                        r'set --config.dropout.'):
+    fields.check(second)
+  second.dropout = 0.2  # grouped: points with another dropout do not train together
+  assert fields.together_key(first) != fields.together_key(second)
+  assert fields.first_unshared(first, second) == ('dropout', 0.1, 0.2)
+  recorded = json.loads(first.to_json())  # resume-checked: it changes what trains
+  assert fields.training_changes(recorded, second) == ['dropout: 0.1 -> 0.2']
+  second.dropout, second.eval.every = 0.1, 9  # a field that leaves training alone
+  assert fields.training_changes(recorded, second) == []
+  assert fields.together_key(first) == fields.together_key(second)
+  del recorded['dropout']  # a run recorded before the field: no value to compare
+  assert fields.training_changes(recorded, first) == ['dropout: (absent) -> 0.1']
+  old_run = json.loads(grid.get_config('resnet,medium,8,scale=smoke').to_json())
+  del old_run['compute_dtype']  # recorded before the field existed: it used float32
+  assert grid.SCHEMA.training_changes(old_run, grid.get_config(
+      'resnet,medium,8,scale=smoke')) == []

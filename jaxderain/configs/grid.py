@@ -15,6 +15,7 @@ import os
 
 import ml_collections
 
+from jaxderain.configs import schema
 from jaxderain.errors import ConfigError
 from jaxderain.rain import RAIN_RANGES, TRAINING_RANGES, shifts
 
@@ -102,70 +103,90 @@ def parse(arg: str) -> dict:
   return point
 
 
+# Every field of a grid point, declared once: type, default (a value, or a function of
+# the grid point and its scale), range and role (schema.py: `trains` False = a resumed
+# run may change it; `shared` = points trained in one program agree on it).
+_point = lambda key: lambda point, scale: point[key]
+_scale = lambda key: lambda point, scale: scale[key]
+FIELDS = (
+    schema.Field('arch', str, _point('arch'), shared=True),
+    schema.Field('scale', str, _point('scale')),
+    schema.Field('model', dict,
+                 lambda point, scale: dict(MODELS[point['arch']][point['scale']]),
+                 shared=True),
+    # '' = the architecture's own loss; see models.ARCHITECTURES.
+    schema.Field('loss', str, '', shared=True),
+    schema.Field('seed', int, _point('seed')),
+    # Data: an exact background set of N patches of P x P from the category's training
+    # images. data_dir holds optional real sets (backgrounds/<category>/, rain100L/); a
+    # run may resume with another (the same data mounted elsewhere, e.g. on another host).
+    schema.Field('category', str, _point('category')),
+    schema.Field('data_dir', str, lambda point, scale: os.environ.get('JAXDERAIN_DATA_DIR',
+                                                                       ''), trains=False),
+    schema.Field('num_patches', int, _point('num_patches'), low=1),
+    schema.Field('patch_size', int, _scale('patch_size'), low=1, shared=True),
+    # Share of a folder's images held out for testing.
+    schema.Field('test_fraction', float, 0.25, low=0.0, high=1.0, exclusive='both'),
+    # Images with a side shorter than patch_size are skipped; True upscales them instead
+    # (bicubic, aspect kept, shorter side = patch_size), e.g. for 89x109 CelebA at P = 128.
+    schema.Field('upscale_small_images', bool, False),
+    # True: a bad image file stops the run instead of a warning.
+    schema.Field('strict_images', bool, False),
+    # Random horizontal and vertical flips of the background patches.
+    schema.Field('flips', bool, True, shared=True),
+    # Training rain: the named Table 1 range, every parameter spelled out so that any can
+    # be overridden (e.g. --config.rain.angle="(-45, 45)"); see jaxderain/rain/streaks.py.
+    schema.Field('rain_range', str, _point('rain_range')),
+    schema.Field('rain', dict, lambda point, scale: dataclasses.asdict(
+        TRAINING_RANGES[point['rain_range']]), shared=True),
+    # Optimisation: L1 loss; Adam; cosine annealing over all steps.
+    schema.Field('batch_size', int, _scale('batch_size'), low=1, shared=True),
+    schema.Field('total_steps', int, _scale('total_steps'), low=1, shared=True),
+    schema.Field('learning_rate', float, _scale('learning_rate'), low=0.0, exclusive='low',
+                 shared=True),
+    schema.Field('final_learning_rate', float, 0.0, low=0.0, shared=True),
+    schema.Field('b1', float, 0.9, low=0.0, high=1.0, exclusive='high', shared=True),
+    schema.Field('b2', float, 0.99, low=0.0, high=1.0, exclusive='high', shared=True),
+    # float32, or bfloat16: forward and backward in bfloat16 with float32 master weights
+    # (benchmarks/vs_torch.py measures what it gives on this machine).
+    schema.Field('compute_dtype', str, 'float32', shared=True, added='float32'),
+    schema.Field('log_every', int, _scale('log_every'), low=1, trains=False, shared=True),
+    schema.Field('checkpoint_every', int, _scale('checkpoint_every'), low=1, trains=False,
+                 shared=True),
+    schema.Field('keep_checkpoints', int, 3, low=1, trains=False, shared=True),
+    # Rain mask M = R > t on [0, 1] rain layers (channel mean for RGB layers). With t = 0.05
+    # (about 13 grey levels) M covers 13% of Rain100L's pixels and 97% of its rain energy
+    # (sum R^2); the 21% of pixels with fainter rain count as background, adding at most 13
+    # levels each to E_B, and do not dilute E_R.
+    schema.Field('eval.rain_threshold', float, 0.05, low=0.0, high=1.0, exclusive='high',
+                 trains=False),
+    schema.Field('eval.num_images', int, _scale('eval_images'), low=1, trains=False),
+    schema.Field('eval.image_size', int, _scale('eval_size'), low=1, trains=False),
+    # Fixed across grid points: every run sees the same test set.
+    schema.Field('eval.seed', int, 2024, trains=False),
+    # A paired folder (rainy/, clean/); default data_dir/rain100L. When present, eval adds
+    # the plain paired test and its rain layers composited on the held-out backgrounds.
+    schema.Field('eval.rain100l', str, '', trains=False),
+    schema.Field('eval.rain100l_limit', int, 100, low=1, trains=False),
+    schema.Field('eval.strip_images', int, 4, low=0, trains=False),
+    # Metrics are also averaged over the last few kept checkpoints ('recent' in the JSON);
+    # they swing between checkpoints at small scales.
+    schema.Field('eval.average_last', int, 1, low=1, trains=False),
+    # Also test on these categories' held-out sets.
+    schema.Field('eval.extra_categories', tuple, (), trains=False),
+    # Test rains moved step by step away from the training rain along these axes
+    # (angle, length, width; jaxderain/rain/shifts.py): how unseen must test rain be?
+    schema.Field('eval.rain_shifts', tuple,
+                 lambda point, scale: () if point['scale'] == 'smoke' else shifts.AXES,
+                 trains=False),
+)
+SCHEMA = schema.Schema(FIELDS)
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The ConfigDict of grid point `arg` (see the module docstring): every field of FIELDS
+  at its default."""
   if arg is None:  # --config=configs/grid.py without a grid point
     _fail('configs/grid.py', 'no grid point: name one after a colon')
   point = parse(arg)
-  scale = SCALES[point['scale']]
-  config = ml_collections.ConfigDict()
-  config.arch = point['arch']
-  config.scale = point['scale']
-  config.model = dict(MODELS[point['arch']][point['scale']])
-  config.loss = ''  # '' = the architecture's own loss; see models.ARCHITECTURES
-  config.seed = point['seed']
-
-  # Data: an exact background set of N patches of P x P from the category's training
-  # images. data_dir holds optional real sets (backgrounds/<category>/, rain100L/).
-  config.category = point['category']
-  config.data_dir = os.environ.get('JAXDERAIN_DATA_DIR', '')
-  config.num_patches = point['num_patches']
-  config.patch_size = scale['patch_size']
-  config.test_fraction = 0.25  # share of a folder's images held out for testing
-  # Images with a side shorter than patch_size are skipped; True upscales them instead
-  # (bicubic, aspect kept, shorter side = patch_size), e.g. for 89x109 CelebA at P = 128.
-  config.upscale_small_images = False
-  config.strict_images = False  # True: a bad image file stops the run instead of a warning
-  config.flips = True  # random horizontal and vertical flips of the background patches
-
-  # Training rain: the named Table 1 range, every parameter spelled out so that any can
-  # be overridden (e.g. --config.rain.angle="(-45, 45)"); see jaxderain/rain/streaks.py.
-  config.rain_range = point['rain_range']
-  config.rain = dataclasses.asdict(TRAINING_RANGES[point['rain_range']])
-
-  # Optimisation: L1 loss; Adam; cosine annealing over all steps.
-  config.batch_size = scale['batch_size']
-  config.total_steps = scale['total_steps']
-  config.learning_rate = scale['learning_rate']
-  config.final_learning_rate = 0.0
-  config.b1 = 0.9
-  config.b2 = 0.99
-  # float32, or bfloat16: forward and backward in bfloat16 with float32 master weights
-  # (benchmarks/vs_torch.py measures what it gives on this machine).
-  config.compute_dtype = 'float32'
-
-  config.log_every = scale['log_every']
-  config.checkpoint_every = scale['checkpoint_every']
-  config.keep_checkpoints = 3
-
-  config.eval = ml_collections.ConfigDict()
-  # Rain mask M = R > t on [0, 1] rain layers (channel mean for RGB layers). With t = 0.05
-  # (about 13 grey levels) M covers 13% of Rain100L's pixels and 97% of its rain energy
-  # (sum R^2); the 21% of pixels with fainter rain count as background, adding at most 13
-  # levels each to E_B, and do not dilute E_R.
-  config.eval.rain_threshold = 0.05
-  config.eval.num_images = scale['eval_images']
-  config.eval.image_size = scale['eval_size']
-  config.eval.seed = 2024  # fixed across grid points: every run sees the same test set
-  # A paired folder (rainy/, clean/); default data_dir/rain100L. When present, eval adds
-  # the plain paired test and its rain layers composited on the held-out backgrounds.
-  config.eval.rain100l = ''
-  config.eval.rain100l_limit = 100
-  config.eval.strip_images = 4
-  # Metrics are also averaged over the last few kept checkpoints ('recent' in the JSON);
-  # they swing between checkpoints at small scales.
-  config.eval.average_last = 1
-  config.eval.extra_categories = ()  # also test on these categories' held-out sets
-  # Test rains moved step by step away from the training rain along these axes
-  # (angle, length, width; jaxderain/rain/shifts.py): how unseen must test rain be?
-  config.eval.rain_shifts = () if point['scale'] == 'smoke' else shifts.AXES
-  return config
+  return SCHEMA.build(point, SCALES[point['scale']])

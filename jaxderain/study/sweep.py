@@ -11,7 +11,8 @@ point's config.json, done.json and eval/*.json (not its checkpoints, see .gitign
 
 Points run sequentially by default (on a 2-core CPU several models in one vmapped step
 measured 3-5x slower than one after another). With `together=K`, up to K fresh points
-that can share one program (experiment.TOGETHER_FIELDS) are trained by one vmapped step,
+that can share one program (the config's shared fields, configs/grid.py) are trained by
+one vmapped step,
 then evaluated one by one: an option for small models on a GPU (H100, K = 4-16:
 cpu-scale ResNet 1.2-2.2x faster, paper-scale 3.5-6.6x slower).
 """
@@ -40,11 +41,14 @@ AVERAGED_CHECKPOINTS = 3
 
 def overrides(point: Point) -> dict:
   """The config fields a study sets on `point`: its grid's own, and the checkpoint
-  cadence that AVERAGED_CHECKPOINTS needs."""
+  cadence that AVERAGED_CHECKPOINTS needs (fields that leave training alone, so a point
+  trained by launch.py alone resumes under the study)."""
   config = grid_config.get_config(point.arg)
-  return {'eval.average_last': AVERAGED_CHECKPOINTS,
-          'keep_checkpoints': max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
-          'checkpoint_every': max(1, config.total_steps // 10), **dict(point.overrides)}
+  cadence = {'eval.average_last': AVERAGED_CHECKPOINTS,
+             'keep_checkpoints': max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
+             'checkpoint_every': max(1, config.total_steps // 10)}
+  assert not any(grid_config.SCHEMA.field(f).trains for f in cadence)
+  return {**cadence, **dict(point.overrides)}
 
 
 def point_config(point: Point):
@@ -74,14 +78,14 @@ def commands(points: list[Point], out) -> list[str]:
 
 def groups(points: list[Point], out, together: int) -> list[list[Point]]:
   """The points in training order: groups of up to `together` points that can train in
-  one program (equal experiment.together_key) and have no checkpoint yet, then each
+  one program (equal grid.SCHEMA.together_key) and have no checkpoint yet, then each
   other point alone."""
   if together <= 1:
     return [[point] for point in points]
   compatible, alone = {}, []
   for point in points:
     try:
-      key = experiment.together_key(point_config(point))
+      key = grid_config.SCHEMA.together_key(point_config(point))
     except ConfigError:  # a bad grid point: reported when it runs alone
       alone.append([point])
       continue
