@@ -6,38 +6,25 @@ This is where a ConfigDict is read; everything below it takes plain values and a
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxderain import data, models, rain
-from jaxderain.configs import grid
-from jaxderain.data.testsets import RAIN100L, TRAIN, UNSEEN, set_name, short_category
+from jaxderain import data, models
+from jaxderain.configs import checks, grid
+from jaxderain.data.testsets import RAIN100L, short_category
 from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
 from jaxderain.eval.evaluate import make_predict, summary_table
-from jaxderain.rain import shifts
 from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
 from jaxderain.workdir import (check_workdir_config, check_workdir_path, ensure_writable, hold,
                                latest_step, prepare_for_training, recorded_config)
-
-
-def rain_range(config) -> rain.RainRange:
-  """The training rain of config.rain (a RainRange's fields)."""
-  fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-            for k, v in config.rain.to_dict().items()}
-  try:
-    return rain.RainRange(**fields)
-  except (TypeError, ValueError) as error:
-    raise ConfigError(f'config.rain is not a valid rain range: {error}') from None
 
 
 def state_template(config):
@@ -50,45 +37,6 @@ def state_template(config):
                       config.final_learning_rate)
   graphdef, state = init_state(model, tx, train_key)
   return architecture, graphdef, state, tx
-
-
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-def check_model_options(config) -> None:
-  """config.model must hold options of config.arch (a changed --config.arch keeps the
-  grid point's options of the other architecture)."""
-  build = models.get(config.arch).build
-  parameters = inspect.signature(build.__init__ if inspect.isclass(build) else build).parameters
-  accepted = {n for n, p in parameters.items() if n not in ('self', 'rngs') and p.kind in (
-      p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-  unknown = sorted(set(config.model) - accepted)
-  if unknown:
-    raise ConfigError(
-        f'config.model holds options {config.arch} does not take ({", ".join(unknown)}): '
-        'pick the architecture in the grid point, which brings its own options '
-        f'(--config=configs/grid.py:{config.arch},{config.rain_range},{config.num_patches}'
-        f',scale={config.scale}), rather than overriding --config.arch.')
-
-
-def check(config) -> None:
-  """Fail before any work on values that cannot run."""
-  devices, processes = jax.device_count(), jax.process_count()
-  if config.batch_size % devices:
-    of_all = f' of the {processes} processes' if processes > 1 else ''
-    raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
-                      f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
-  grid.SCHEMA.check(config)
-  check_model_options(config)
-  rain_range(config)
-  rain_shifts(config)
-  if config.compute_dtype not in COMPUTE_DTYPES:
-    raise ConfigError(f'compute_dtype {config.compute_dtype!r} is not one of '
-                      f'{", ".join(COMPUTE_DTYPES)}: set --config.compute_dtype to one.')
-  try:
-    models.get(config.arch).loss(config.loss)
-  except ValueError as error:
-    raise ConfigError(f'config.loss: {error}') from None
 
 
 def category(config) -> data.Category:
@@ -113,13 +61,13 @@ def training_backgrounds(config) -> np.ndarray:
 
 
 def build_training(config):
-  """(step-0 TrainState, jitted train step, uint8 background set) for `config`."""
-  check(config)
+  """(step-0 TrainState, jitted train step, uint8 background set) for `config` (checked
+  by the caller)."""
   backgrounds = training_backgrounds(config)
   architecture, graphdef, state, tx = state_template(config)
-  step = make_train_step(graphdef, architecture.loss(config.loss), tx, rain_range(config),
+  step = make_train_step(graphdef, architecture.loss(config.loss), tx, checks.rain_range(config),
                          config.batch_size, config.flips, device_mesh(),
-                         COMPUTE_DTYPES[config.compute_dtype])
+                         checks.COMPUTE_DTYPES[config.compute_dtype])
   return state, step, backgrounds
 
 
@@ -131,7 +79,7 @@ def train(config, workdir: str, allow_config_change: bool = False):
   folder all of them see; process 0 writes WORKDIR/config.json and the logs, and all
   processes save each checkpoint together (written once)."""
   check_workdir_path(workdir)
-  check(config)
+  checks.check(config)
   with hold(workdir, 'training'):
     state, step, backgrounds = build_training(config)
     prepare_for_training(config, workdir, state, allow_config_change)
@@ -173,7 +121,7 @@ def train_together(configs, workdirs) -> list[tuple]:
   check_together(configs, workdirs)
   for config, workdir in zip(configs, workdirs):
     check_workdir_path(workdir)
-    check(config)
+    checks.check(config)
   with contextlib.ExitStack() as locks:
     for workdir in workdirs:
       locks.enter_context(hold(workdir, 'training (together)'))
@@ -190,8 +138,8 @@ def _train_together(configs, workdirs) -> list[tuple]:
   for config, workdir, state in zip(configs, workdirs, states):
     prepare_for_training(config, workdir, state)
   multi_step = multi_model.make_multi_train_step(
-      graphdef, architecture.loss(first.loss), tx, rain_range(first), first.batch_size,
-      first.flips, device_mesh(), COMPUTE_DTYPES[first.compute_dtype])
+      graphdef, architecture.loss(first.loss), tx, checks.rain_range(first), first.batch_size,
+      first.flips, device_mesh(), checks.COMPUTE_DTYPES[first.compute_dtype])
   logging.info('Training %d grid points together: %s.', len(configs), ', '.join(
       map(str, workdirs)))
   final, histories = loop.fit_together(
@@ -219,49 +167,19 @@ def rain100l_pairs(config) -> data.TestSet | None:
   return data.paired_folder(RAIN100L, folder, limit) if folder.is_dir() else None
 
 
-def rain_shifts(config) -> list[shifts.ShiftedRain]:
-  """The shifted test rains of config.eval.rain_shifts (axes of rain/shifts.py)."""
-  try:
-    return shifts.family(tuple(config.eval.rain_shifts))
-  except ValueError as error:
-    raise ConfigError(f'config.eval.rain_shifts: {error}') from None
-
-
 def test_sets(config) -> list[data.TestSet]:
-  """The test sets of a grid point, all with rain the training never saw unless noted:
-  - `<cat>_unseen`: the built-in unseen rain on the category's held-out backgrounds;
-  - `<cat>_rain100L` and `rain100L`: Rain100L's rain layers on them, and Rain100L as
-    given, when a Rain100L folder or build is known;
-  - the same held-out sets of each category in eval.extra_categories (cross-category);
-  - `<cat>_<axis><value>`: the shifted rains of eval.rain_shifts (rain/shifts.py) on the
-    category's held-out backgrounds, one parameter moved away from the training rain,
-    all with one rain key, so the sets differ only in that parameter;
-  - `<cat>_train`: the run's own training patches with fresh draws of its own training
-    rain (not unseen: the convergence check, did the run learn its task?)."""
-  size, seed, count = config.eval.image_size, config.eval.seed, config.eval.num_images
-  pairs = rain100l_pairs(config)
+  """The test sets of a grid point (data/testsets.py's point_test_sets: every rain the
+  training never saw, then its own training rain)."""
   own = category(config)
-  sets = []
-  extra = [c for c in config.eval.extra_categories
+  extra = [data.load_category(c, config.data_dir or None, config.test_fraction)
+           for c in config.eval.extra_categories
            if short_category(c) != short_category(own.name)]
-  for found in [own] + [data.load_category(c, config.data_dir or None, config.test_fraction)
-                        for c in extra]:
-    sets.append(data.heldout_synthetic(set_name(found.name, UNSEEN), found.test, count, size,
-                                       seed))
-    if pairs is not None:
-      sets.append(data.heldout_real_rain(set_name(found.name, RAIN100L), found.test, pairs,
-                                         count, size, seed))
-  if pairs is not None:
-    sets.append(pairs)
-  sets += [data.heldout_synthetic(set_name(own.name, shifted.name), own.test, count, size,
-                                  seed, shifted.rain_range)
-           for shifted in rain_shifts(config)]
   backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
                                     config.seed)
-  chosen = np.linspace(0, len(backgrounds) - 1, min(count, len(backgrounds))).astype(int)
-  sets.append(data.with_synthetic_rain(set_name(own.name, TRAIN), backgrounds[chosen],
-                                       seed + 1, rain_range(config)))
-  return sets
+  return data.point_test_sets(
+      own, extra, rain100l_pairs(config), checks.rain_shifts(config), backgrounds,
+      checks.rain_range(config), count=config.eval.num_images, size=config.eval.image_size,
+      seed=config.eval.seed)
 
 
 def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
@@ -269,7 +187,7 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
   multi-process run, every process evaluates and process 0 writes)."""
   check_workdir_path(workdir)
-  check(config)
+  checks.check(config)
   if not (pathlib.Path(workdir) / 'checkpoints').is_dir():
     _no_checkpoint(workdir)
   with hold(workdir, 'evaluation'):  # before reading checkpoints in use
@@ -290,13 +208,12 @@ def _evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, dict
   if latest_step(workdir) is None:
     _no_checkpoint(workdir)
   check_workdir_config(config, workdir, allow_config_change)
-  sets = 4 + len(config.eval.extra_categories) * 2 + len(rain_shifts(config))
-  ensure_writable(pathlib.Path(workdir) / 'eval', sets * EVAL_BYTES_PER_SET,
-                               'the evaluation files')
+  sets = test_sets(config)
+  ensure_writable(pathlib.Path(workdir) / 'eval', len(sets) * EVAL_BYTES_PER_SET,
+                  'the evaluation files')
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)
   predict = make_predict(graphdef, architecture.image)
-  sets = test_sets(config)
   steps = sorted(manager.all_steps())[-max(1, config.eval.average_last):]
   earlier = []
   for step in steps:

@@ -5,7 +5,6 @@ Used by tests in child processes, so each can start JAX with its own XLA_FLAGS:
 """
 
 import json
-import pathlib
 import sys
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import run_commands
 from jaxderain import errors
 from jaxderain import experiment
-from jaxderain.configs import grid
+from jaxderain.configs import checks, grid
 
 pytestmark = pytest.mark.reliability
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_out_of_range_fields_are_refused(field, value, message):
     node = node[parent]
   node[leaf] = value
   with pytest.raises(errors.ConfigError, match=message):
-    experiment.check(config)
+    checks.check(config)
 
 
 def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
@@ -151,9 +151,10 @@ def test_eval_checks_its_output_folder_before_computing(tmp_path, monkeypatch):
   monkeypatch.setattr(workdir_lock.shutil, 'disk_usage',
                       lambda path: types.SimpleNamespace(total=1, used=0, free=2**20))
   computed = []
-  monkeypatch.setattr(experiment, 'test_sets', lambda c: computed.append(c) or [])
-  with pytest.raises(workdir_lock.WorkdirError,
-                     match='has 1 MiB free but the evaluation files need about 16 MiB'):
+  monkeypatch.setattr(experiment, 'evaluate_sets', lambda *a, **k: computed.append(a))
+  sets = len(experiment.test_sets(config))  # the check is sized from the sets built
+  with pytest.raises(workdir_lock.WorkdirError, match='has 1 MiB free but the evaluation '
+                     f'files need about {sets * 4} MiB'):
     experiment.evaluate(config, str(tmp_path))
   assert not computed and not list((tmp_path / 'eval').iterdir())
 

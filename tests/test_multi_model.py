@@ -9,7 +9,7 @@ import pytest
 
 from jaxderain import errors
 from jaxderain import experiment
-from jaxderain.configs import grid
+from jaxderain.configs import checks, grid
 from jaxderain.study import sweep
 from jaxderain.study.grids import Point
 from jaxderain.train import checkpoints, multi_model
@@ -35,7 +35,7 @@ def random_backgrounds(count: int, patch_size: int, seed: int) -> np.ndarray:
 def train_step_parts(config):
   """(graphdef, step-0 state, loss, tx, rain range) of `config`."""
   architecture, graphdef, state, tx = experiment.state_template(config)
-  return graphdef, state, architecture.loss(config.loss), tx, experiment.rain_range(config)
+  return graphdef, state, architecture.loss(config.loss), tx, checks.rain_range(config)
 
 
 def test_sampling_a_share_of_a_pool_equals_sampling_its_own_set():

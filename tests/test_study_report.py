@@ -13,7 +13,7 @@ from PIL import Image
 from jaxderain import errors
 from jaxderain.data.testsets import short_category
 from jaxderain.rain import RAIN_RANGES
-from jaxderain.study import figures, primary, report, results, statistics, verdicts
+from jaxderain.study import figures, primary, report, results, statistics
 from jaxderain.workdir import hold
 
 NS = primary.NUM_PATCHES  # 8, 32, 128, 512, 4096

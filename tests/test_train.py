@@ -16,7 +16,7 @@ from PIL import Image
 from jaxderain import cpu_flags, experiment
 from jaxderain import errors
 from jaxderain import workdir as workdir_module
-from jaxderain.configs import grid
+from jaxderain.configs import checks, grid
 from jaxderain.rain import shifts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
   config.eval.rain_shifts = ('tilt',)
   with pytest.raises(errors.ConfigError, match="config.eval.rain_shifts: Unknown rain "
                      r"shift axis \['tilt'\]"):
-    experiment.check(config)
+    checks.check(config)
 
 
 def make_folder_category(folder):
@@ -171,7 +171,7 @@ def test_bfloat16_compute_keeps_float32_weights_and_tracks_float32():
   np.testing.assert_allclose(losses, reference, rtol=2e-2)
   config.compute_dtype = 'float16'
   with pytest.raises(errors.ConfigError, match='compute_dtype'):
-    experiment.check(config)
+    checks.check(config)
 
 
 def train_and_evaluate(tmp_path, arg, **overrides):
@@ -203,10 +203,10 @@ def test_every_real_category_trains_and_evaluates(tmp_path, data_dir, category):
 def test_rain_fields_can_be_overridden_and_are_checked():
   config = smoke_config()
   config.rain.angle = (-45, 45)
-  assert experiment.rain_range(config).angle == (-45, 45)
+  assert checks.rain_range(config).angle == (-45, 45)
   config.rain.angle = (45, -45)
   with pytest.raises(errors.ConfigError, match='config.rain.*angle'):
-    experiment.check(config)
+    checks.check(config)
 
 
 @pytest.mark.parametrize('arch', [a for a in grid.ARCHS if a != 'resnet'])

@@ -107,3 +107,34 @@ def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
   pairs = paired_files(folder)[:limit]
   return paired_set(name, [load_image(o) for _, o, _ in pairs],
                     [load_image(b) for _, _, b in pairs], [n for n, _, _ in pairs])
+
+
+def point_test_sets(own, extra, pairs: TestSet | None, shifted, train_backgrounds,
+                    train_rain, count: int, size: int, seed: int) -> list[TestSet]:
+  """A grid point's test sets, all with rain the training never saw unless noted:
+  - `<cat>_unseen`: the built-in unseen rain on the category's held-out backgrounds;
+  - `<cat>_rain100L` and `rain100L`: `pairs`' rain layers on them, and the pairs as
+    given, when there are pairs;
+  - the same held-out sets of each category in `extra` (cross-category);
+  - `<cat>_<axis><value>`: the `shifted` rains (rain/shifts.py) on the held-out
+    backgrounds, one parameter moved away from the training rain, all with one rain key,
+    so the sets differ only in that parameter;
+  - `<cat>_train`: up to `count` of the uint8 `train_backgrounds` with fresh draws of the
+    training rain (not unseen: the convergence check, did the run learn its task?).
+  own, extra: data.Category; count crops of size x size; seed: the test rain's key."""
+  sets = []
+  for found in [own, *extra]:
+    sets.append(heldout_synthetic(set_name(found.name, UNSEEN), found.test, count, size,
+                                  seed))
+    if pairs is not None:
+      sets.append(heldout_real_rain(set_name(found.name, RAIN100L), found.test, pairs,
+                                    count, size, seed))
+  if pairs is not None:
+    sets.append(pairs)
+  sets += [heldout_synthetic(set_name(own.name, rain_.name), own.test, count, size, seed,
+                             rain_.rain_range) for rain_ in shifted]
+  chosen = np.linspace(0, len(train_backgrounds) - 1,
+                       min(count, len(train_backgrounds))).astype(int)
+  sets.append(with_synthetic_rain(set_name(own.name, TRAIN), train_backgrounds[chosen],
+                                  seed + 1, train_rain))
+  return sets

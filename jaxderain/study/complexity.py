@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import pathlib
 
 import jax
 import jax.numpy as jnp

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 import platform
 import shlex
 import time

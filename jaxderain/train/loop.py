@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pathlib
 import signal
 import threading
 import time

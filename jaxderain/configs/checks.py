@@ -1,0 +1,74 @@
+"""A config checked before any work, and read into the objects it names.
+
+Every field's type and range come from the schema (configs/grid.py); `check` adds what a
+field alone cannot say: the batch against the devices, the model options against the
+architecture, the rain recipe, the shifted rains, the dtype and the loss.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+
+from jaxderain import models, rain
+from jaxderain.configs import grid
+from jaxderain.errors import ConfigError
+from jaxderain.rain import shifts
+
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def rain_range(config) -> rain.RainRange:
+  """The training rain of config.rain (a RainRange's fields)."""
+  fields = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in config.rain.to_dict().items()}
+  try:
+    return rain.RainRange(**fields)
+  except (TypeError, ValueError) as error:
+    raise ConfigError(f'config.rain is not a valid rain range: {error}') from None
+
+
+def rain_shifts(config) -> list[shifts.ShiftedRain]:
+  """The shifted test rains of config.eval.rain_shifts (axes of rain/shifts.py)."""
+  try:
+    return shifts.family(tuple(config.eval.rain_shifts))
+  except ValueError as error:
+    raise ConfigError(f'config.eval.rain_shifts: {error}') from None
+
+
+def check_model_options(config) -> None:
+  """config.model must hold options of config.arch (a changed --config.arch keeps the
+  grid point's options of the other architecture)."""
+  build = models.get(config.arch).build
+  parameters = inspect.signature(build.__init__ if inspect.isclass(build) else build).parameters
+  accepted = {n for n, p in parameters.items() if n not in ('self', 'rngs') and p.kind in (
+      p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+  unknown = sorted(set(config.model) - accepted)
+  if unknown:
+    raise ConfigError(
+        f'config.model holds options {config.arch} does not take ({", ".join(unknown)}): '
+        'pick the architecture in the grid point, which brings its own options '
+        f'(--config=configs/grid.py:{config.arch},{config.rain_range},{config.num_patches}'
+        f',scale={config.scale}), rather than overriding --config.arch.')
+
+
+def check(config) -> None:
+  """Fail before any work on values that cannot run."""
+  devices, processes = jax.device_count(), jax.process_count()
+  if config.batch_size % devices:
+    of_all = f' of the {processes} processes' if processes > 1 else ''
+    raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
+                      f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
+  grid.SCHEMA.check(config)
+  check_model_options(config)
+  rain_range(config)
+  rain_shifts(config)
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f'compute_dtype {config.compute_dtype!r} is not one of '
+                      f'{", ".join(COMPUTE_DTYPES)}: set --config.compute_dtype to one.')
+  try:
+    models.get(config.arch).loss(config.loss)
+  except ValueError as error:
+    raise ConfigError(f'config.loss: {error}') from None
