@@ -65,6 +65,7 @@ def build_training(config):
   by the caller)."""
   backgrounds = training_backgrounds(config)
   architecture, graphdef, state, tx = state_template(config)
+  logging.info('Model: %s, %s parameters.', config.arch, f'{models.num_params(state.params):,}')
   step = make_train_step(graphdef, architecture.loss(config.loss), tx, checks.rain_range(config),
                          config.batch_size, config.flips, device_mesh(),
                          checks.COMPUTE_DTYPES[config.compute_dtype])

@@ -18,6 +18,7 @@ from jaxderain import errors
 from jaxderain import workdir as workdir_module
 from jaxderain.configs import checks, grid
 from jaxderain.rain import shifts
+from jaxderain.train import loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -238,3 +239,10 @@ def test_a_run_recorded_before_compute_dtype_existed_is_unchanged(tmp_path):
   assert workdir_module.config_changes(config, tmp_path) == []
   config.compute_dtype = 'bfloat16'
   assert workdir_module.config_changes(config, tmp_path) == ['compute_dtype: float32 -> bfloat16']
+
+
+def test_the_logged_metrics_are_the_means_between_log_steps():
+  logged = [(1, {'loss': np.float32(1.0), 'grad_norm': np.float32(2.0)}),
+            (2, {'loss': np.float32(3.0), 'grad_norm': np.float32(10.0)}),
+            (3, {'loss': np.float32(5.0), 'grad_norm': np.float32(0.0)})]
+  assert loop.mean_metrics(logged) == {'loss': 3.0, 'grad_norm': 4.0}

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+from clu import parameter_overview
 from flax import nnx
 
 from jaxderain.errors import ConfigError
@@ -80,5 +81,18 @@ def create(arch: str, hparams: dict, seed: int) -> nnx.Module:
   return get(arch).build(**hparams, rngs=nnx.Rngs(params=seed))
 
 
-def num_params(model: nnx.Module) -> int:
-  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+def _params(model) -> dict:
+  """A module's parameters, or an nnx.State of them, as a nested dict."""
+  state = nnx.state(model, nnx.Param) if isinstance(model, nnx.Module) else model
+  return state.to_pure_dict()
+
+
+def num_params(model) -> int:
+  """The number of trainable parameters of a module or of an nnx.State of them (clu's
+  parameter_overview)."""
+  return int(parameter_overview.count_parameters(_params(model)))
+
+
+def parameter_table(model: nnx.Module) -> str:
+  """clu's table of every parameter: name, shape, dtype, size, mean and std."""
+  return parameter_overview.get_parameter_overview(_params(model))

@@ -1,5 +1,5 @@
-"""The train loop: resume from the latest checkpoint, step, log (a console line and
-TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints
+"""The train loop: resume from the latest checkpoint, step, log (means between log steps
+by clu.metrics; a console line and TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints
 (jaxderain/train/checkpoints.py), stop cleanly on SIGTERM and on a non-finite loss.
 `fit` trains one model; `fit_together` K models by one vmapped step
 (jaxderain/train/multi_model.py), each in its own workdir."""
@@ -7,6 +7,7 @@ TensorBoard scalars, events.py), checkpoint with orbax under WORKDIR/checkpoints
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import threading
@@ -15,6 +16,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from clu import metrics as clu_metrics
 from jax.experimental import multihost_utils
 
 from jaxderain.errors import NonFiniteError, Preempted
@@ -52,6 +54,19 @@ def stop_signal():
 
 # The metrics checked for finiteness, and what they say about the run.
 WATCHED = {'loss': 'the loss', 'grad_norm': 'the gradients'}
+
+
+# The train step's metrics between two log steps: their means (clu.metrics).
+TrainMetrics = clu_metrics.Collection.create(
+    loss=clu_metrics.Average.from_output('loss'),
+    grad_norm=clu_metrics.Average.from_output('grad_norm'))
+
+
+def mean_metrics(logged: list[tuple[int, dict]]) -> dict[str, float]:
+  """The mean of each metric over (step, metrics) pairs."""
+  merged = functools.reduce(lambda a, b: a.merge(b), [
+      TrainMetrics.single_from_model_output(**m) for _, m in logged])
+  return {name: float(value) for name, value in merged.compute().items()}
 
 
 def check_finite(logged: list[tuple[int, dict]], last_good: int | None) -> None:
@@ -126,7 +141,7 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
           raise NonFiniteError(f'{workdir}: {error}') from None
       if step % log_every == 0 or step == total_steps:
         for writer, history, logged in zip(writers, histories, per_model):
-          summary = jax.tree.map(lambda *m: float(np.mean(m)), *[m for _, m in logged])
+          summary = mean_metrics(logged)
           writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
           history.append({'step': step, **summary})
         pending = []
