@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxderain import models
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.rain import TRAINING_RANGES
 from jaxderain.train.step import (device_mesh, init_state, make_optimizer, make_train_step,
                                   replicate)

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from benchmarks.common import report, time_steps
 from jaxderain import experiment, models
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.eval.evaluate import make_predict
 
 _ARCHS = flags.DEFINE_list('archs', list(grid.ARCHS), 'Architectures.')

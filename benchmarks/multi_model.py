@@ -27,7 +27,7 @@ from flax import nnx
 
 from benchmarks.common import report, time_calls
 from jaxderain import models, rain
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain.train import multi_model
 from jaxderain.train.step import init_state, make_optimizer, make_train_step, replicate
 

@@ -11,6 +11,7 @@ jitted JAX) and writes the max abs differences to --out
 file imports for three helpers, is replaced by a stand-in when absent.
 """
 
+import importlib.util
 import pathlib
 import sys
 import time
@@ -26,7 +27,6 @@ from absl import app, flags  # pylint: disable=g-import-not-at-top
 from flax import nnx  # pylint: disable=g-import-not-at-top
 
 from benchmarks.common import report  # pylint: disable=g-import-not-at-top
-from jaxderain import config_file  # pylint: disable=g-import-not-at-top
 from jaxderain.models import swinir  # pylint: disable=g-import-not-at-top
 
 _OFFICIAL = flags.DEFINE_string('official', None, 'Checkout of JingyunLiang/SwinIR.',
@@ -55,8 +55,10 @@ def official_model():
     import timm.models.layers  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     _stand_in_for_timm()
-  network_swinir = config_file.load(
-      pathlib.Path(_OFFICIAL.value) / 'models' / 'network_swinir.py', 'network_swinir')
+  path = pathlib.Path(_OFFICIAL.value) / 'models' / 'network_swinir.py'
+  spec = importlib.util.spec_from_file_location('network_swinir', path)
+  network_swinir = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(network_swinir)
   model = network_swinir.SwinIR(
       upscale=1, in_chans=3, img_size=128, window_size=8, img_range=1.,
       depths=[6, 6, 6, 6, 6, 6], embed_dim=180, num_heads=[6, 6, 6, 6, 6, 6], mlp_ratio=2,

@@ -19,7 +19,7 @@ from absl import app, flags
 from jaxderain import rain
 
 from benchmarks.common import report, time_steps  # pylint: disable=g-import-not-at-top
-from jaxderain.config_file import grid  # pylint: disable=g-import-not-at-top
+from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
 
 _REPEATS = flags.DEFINE_integer('repeats', 50, 'Timed rain batches per range.')
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed train steps for the share.')

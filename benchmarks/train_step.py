@@ -14,7 +14,7 @@ cpu_flags.apply_fast_cpu_flag()
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 from benchmarks.common import report, time_steps
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 
 _SCALES = flags.DEFINE_list('scales', ['paper', 'cpu'], 'Scales of configs/grid.py.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps per scale (after 2 warm-up steps).')

@@ -47,7 +47,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.common import CONFIGS, LEARNING_RATE, jax_step, report, time_calls
-from jaxderain.config_file import grid
+from jaxderain.configs import grid
 from jaxderain import models
 
 _CONFIGS = flags.DEFINE_list('configs', ['a', 'b', 'c', 'cpu', 'unet', 'swinir'],
