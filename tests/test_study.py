@@ -109,6 +109,8 @@ def test_sweep_killed_mid_run_resumes_where_it_stopped(local_study):
     result = json.loads((out / 'points' / point.name / 'eval' / 'natural_unseen.json')
                         .read_text())
     assert len(result['recent']['steps']) == 3
+    packed, _ = StudyFolder(out).point(point.name).read_results()  # what a study commits
+    assert packed['natural_unseen'] == result
   assert not (out / 'run.lock').exists()  # the sweep's lock on OUT went with it
 
 
@@ -226,13 +228,14 @@ def test_a_point_that_cannot_run_is_reported_and_a_damaged_result_is_redone(tmp_
   workdir = tmp_path / 'points' / point.name
   done = json.loads((workdir / 'done.json').read_text())
   assert done['results'] == ['natural_train.json', 'natural_unseen.json']
-  original = (workdir / 'eval' / 'natural_unseen.json').read_text()
+  original = (workdir / 'results.json').read_text()
   assert sweep.run([point], tmp_path) == {'done': 0, 'skipped': 1, 'failed': {}}
-  (workdir / 'eval' / 'natural_unseen.json').write_text(original[:100])  # cut short
+  (workdir / 'results.json').write_text(original[:100])  # cut short
   shutil.rmtree(workdir / 'checkpoints')  # a fresh clone: results, no checkpoints
+  shutil.rmtree(workdir / 'eval')
   assert sweep.run([point], tmp_path)['done'] == 1
-  assert 'eval/natural_unseen.json is missing or unreadable' in caplog.text
-  assert (workdir / 'eval' / 'natural_unseen.json').read_text() == original  # retrained
+  assert 'results.json (' in caplog.text and 'evaluating it again' in caplog.text
+  assert (workdir / 'results.json').read_text() == original  # retrained, the same
 
 
 @pytest.mark.parametrize('together', [1, 2])

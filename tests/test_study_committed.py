@@ -5,10 +5,11 @@ import json
 import math
 import pathlib
 
+import shutil
 import subprocess
 import sys
 
-from jaxderain.study import grids, primary, results, unseen
+from jaxderain.study import folders, grids, primary, report, results, unseen
 
 STUDIES = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'studies'
 
@@ -71,3 +72,34 @@ def test_the_unseen_rain_is_measured_outside_the_small_and_medium_ranges_only():
   lines = unseen.lines(table)
   assert lines[0].startswith('| test set | streaks | outside small |')
   assert any(line.startswith('| natural_unseen |') and '**' in line for line in lines)
+
+
+def test_a_report_reads_the_same_from_packed_results_and_from_eval_files(tmp_path):
+  study = folders.StudyFolder(tmp_path / 'study')
+  for name in sorted(p.name for p in folders.StudyFolder(STUDIES / 'cpu').points()
+                     if p.name.startswith('resnet_medium_'))[:12]:
+    source = folders.StudyFolder(STUDIES / 'cpu').point(name)
+    target = study.point(name)
+    target.path.mkdir(parents=True)
+    for file in ('config.json', 'done.json', 'results.json'):
+      shutil.copy(source.path / file, target.path / file)
+  shutil.copy(STUDIES / 'cpu' / 'complexity.json', study.complexity_file)  # measured once
+  packed = report.write_report(study.path, figures=False, test_rain='unseen')
+  saved = {f: (study.report_dir('unseen') / f).read_text() for f in ('verdicts.json',
+                                                                     'results.csv')}
+  for point in study.points():  # the eval files the packed results came from
+    results, unreadable = point.read_results()
+    assert results and not unreadable and point.is_done()
+    point.eval_dir.mkdir()
+    for name, result in results.items():
+      (point.eval_dir / f'{name}.json').write_text(json.dumps(result))
+    point.results_file.unlink()
+  assert all(p.is_done() for p in study.points())
+  unpacked = report.write_report(study.path, figures=False, test_rain='unseen')
+  assert [v.status for v in unpacked.verdicts] == [v.status for v in packed.verdicts]
+  for name, text in saved.items():
+    assert (study.report_dir('unseen') / name).read_text() == text, name
+  assert all(p.pack() for p in study.points())  # and back: the same file
+  assert all(json.loads(p.results_file.read_text()) == json.loads(
+      (STUDIES / 'cpu' / 'points' / p.name / 'results.json').read_text())
+             for p in study.points())

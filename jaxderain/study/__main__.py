@@ -8,6 +8,7 @@
   python -m jaxderain.study report --out=docs/studies/cpu --test_rain=unseen  # report_unseen/
   python -m jaxderain.study report --out=docs/studies/cpu-long --previous_rung=docs/studies/cpu
   python -m jaxderain.study status --out=DIR [--grid=G --scale=S]   # from the folder alone
+  python -m jaxderain.study pack --out=DIR   # each done point's eval/*.json into results.json
   python -m jaxderain.study plan --grid=fig4 --scale=paper --gpus=8  # cost before running
   python -m jaxderain.study plan --power --out=docs/studies/cpu  # seeds the primary tests need
   python -m jaxderain.study unseen --data_dir=../shared/data  # how unseen each test rain is
@@ -24,8 +25,8 @@ from absl import flags
 from jaxderain import cli
 from jaxderain.configs import grid as grid_config
 from jaxderain.errors import ConfigError, DataError
-from jaxderain.study import (complexity, grids, plan, primary, results, status, sweep,
-                             unseen)
+from jaxderain.study import (complexity, folders, grids, plan, primary, results, status,
+                             sweep, unseen)
 from jaxderain.study.results import TEST_RAINS
 from jaxderain.workdir import hold
 
@@ -104,7 +105,7 @@ def _run(points, out) -> dict:
 
 
 def main(argv):
-  commands = ('run', 'report', 'complexity', 'status', 'plan', 'unseen')
+  commands = ('run', 'report', 'complexity', 'status', 'plan', 'unseen', 'pack')
   if len(argv) != 2 or argv[1] not in commands:
     raise ConfigError(f'name one command: {", ".join(commands)} (see the module docstring).')
   if argv[1] == 'run':
@@ -128,6 +129,10 @@ def main(argv):
         f'{claim}: {n}' for claim, n in primary.seeds_needed(table).items()))
   elif argv[1] == 'plan':
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
+  elif argv[1] == 'pack':
+    packed = [p.name for p in folders.StudyFolder(_require_out()).points()
+              if p.done_record_or_none() and p.pack()]
+    print(f'packed {len(packed)} points into their results.json')
   elif argv[1] == 'unseen':
     print('\n'.join(unseen.lines(unseen.shares(_DATA_DIR.value))))
   elif argv[1] == 'report':

@@ -3,14 +3,16 @@
   OUT/points/<name>/          a point: a launch.py workdir (config.json, checkpoints/,
                               eval/<testset>.json) plus the sweep's records:
     done.json                 DoneRecord, written once the point is trained and evaluated
+    results.json              every eval/<testset>.json of the point in one compact file
+                              (per-image values by column): what a study commits
     failed.json               why it last could not run (until it runs again)
     sweep.log                 the output of the Ray task that ran it
   OUT/report/, OUT/report_<rain>/   the report (study/report.py)
   OUT/complexity.json         category complexity, measured once (study/complexity.py)
 
-A point is done when its done.json reads as a DoneRecord and every result file it lists
-reads back; a damaged record or result means "not done": the sweep runs the point again,
-and status and report name the file.
+A point is done when its done.json reads as a DoneRecord and every result it lists reads
+back (from results.json, else from eval/); a damaged record or result means "not done":
+the sweep runs the point again, and status and report name the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import pathlib
 from jaxderain.workdir import latest_step, lock_holder
 
 POINTS, DONE, FAILED, LOG = 'points', 'done.json', 'failed.json', 'sweep.log'
+RESULTS = 'results.json'
+RESULTS_FORMAT = 1
 COMPLEXITY = 'complexity.json'
 
 
@@ -92,8 +96,44 @@ class PointFolder:
   def log_file(self) -> pathlib.Path:
     return self.path / LOG
 
+  @property
+  def results_file(self) -> pathlib.Path:
+    return self.path / RESULTS
+
   def eval_files(self) -> list[pathlib.Path]:
     return sorted(self.eval_dir.glob('*.json'))
+
+  def read_results(self) -> tuple[dict[str, dict], list[str]]:
+    """({test set: its eval JSON}, unreadable files): from results.json when the point
+    has one, else from eval/*.json (a file cut short is left out and named)."""
+    if self.results_file.is_file():
+      try:
+        return _unpacked(json.loads(self.results_file.read_text())), []
+      except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return {}, [f'{RESULTS} ({error})']
+    results, unreadable = {}, []
+    for file in self.eval_files():
+      try:
+        results[file.stem] = json.loads(file.read_text())
+      except (OSError, ValueError) as error:
+        unreadable.append(f'eval/{file.name} ({error})')
+    return results, unreadable
+
+  def pack(self) -> bool:
+    """Write results.json from eval/*.json (whole, or not at all); False when there is
+    nothing to pack or a file cannot be read."""
+    results, unreadable = {}, []
+    for file in self.eval_files():
+      try:
+        results[file.stem] = json.loads(file.read_text())
+      except (OSError, ValueError):
+        unreadable.append(file.name)
+    if not results or unreadable:
+      return False
+    partial = self.path / f'.{RESULTS}.partial'
+    partial.write_text(json.dumps(_packed(results), separators=(',', ':')))
+    partial.replace(self.results_file)
+    return True
 
   def latest_step(self) -> int | None:
     return latest_step(self.path) if self.path.is_dir() else None
@@ -113,6 +153,13 @@ class PointFolder:
       raise ValueError(f'{self.name}/{DONE} is damaged ({error}): the point counts as '
                        'not done and runs again') from None
 
+  def done_record_or_none(self) -> DoneRecord | None:
+    """The done record; None without one or when it is damaged."""
+    try:
+      return self.done_record()
+    except ValueError:
+      return None
+
   def write_done(self, record: DoneRecord) -> None:
     """Write done.json whole (a file beside it, then renamed): never half a record."""
     partial = self.path / f'.{DONE}.partial'
@@ -131,14 +178,12 @@ class PointFolder:
       return False
     if record is None:
       return False
-    names = list(record.results) or [f.name for f in self.eval_files()] or ['(any)']
-    for name in names:
-      try:
-        json.loads((self.eval_dir / name).read_text())
-      except (OSError, ValueError) as error:
-        logging.warning('Point %s: result eval/%s is missing or unreadable (%s); evaluating '
-                        'it again.', self.name, name, type(error).__name__)
-        return False
+    results, unreadable = self.read_results()
+    missing = [n for n in record.results if n.removesuffix('.json') not in results]
+    if unreadable or missing or not results:
+      named = '; '.join(unreadable + [f'{n} missing' for n in missing]) or 'no results'
+      logging.warning('Point %s: %s; evaluating it again.', self.name, named)
+      return False
     return True
 
   def record_failure(self, reason: str) -> None:
@@ -155,6 +200,29 @@ class PointFolder:
       return str(json.loads((self.path / FAILED).read_text())['reason'])
     except (OSError, ValueError, KeyError, TypeError):
       return None
+
+
+def _packed(results: dict[str, dict]) -> dict:
+  """results.json: each test set's eval JSON with its per-image rows as columns."""
+  sets = {}
+  for name, result in sorted(results.items()):
+    rows = result.get('per_image') or []
+    columns = {k: [row.get(k) for row in rows] for k in (rows[0] if rows else {})}
+    sets[name] = {**result, 'per_image': columns}
+  return {'format': RESULTS_FORMAT, 'sets': sets}
+
+
+def _unpacked(packed: dict) -> dict[str, dict]:
+  """The eval JSONs results.json holds, per-image values back as rows."""
+  if packed.get('format') != RESULTS_FORMAT:
+    raise ValueError(f'unknown format {packed.get("format")!r}')
+  results = {}
+  for name, result in packed['sets'].items():
+    columns = result['per_image']
+    count = len(next(iter(columns.values()), []))
+    rows = [{k: values[i] for k, values in columns.items()} for i in range(count)]
+    results[name] = {**result, 'per_image': rows}
+  return results
 
 
 class StudyFolder:

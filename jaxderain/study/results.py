@@ -182,12 +182,7 @@ def load_points(out_dir) -> tuple[list[PointResult], list[dict]]:
     except ValueError as error:
       not_run.append({'point': folder.name, 'reason': str(error)})
       continue
-    evals, unreadable = {}, []
-    for file in folder.eval_files():
-      try:
-        evals[file.stem] = read_json(file)
-      except ValueError as error:
-        unreadable.append(str(error).removeprefix('unreadable '))
+    evals, unreadable = folder.read_results()
     if evals:
       points.append(PointResult(folder.name, folder.path, config, evals,
                                 done.seconds if done else None,

@@ -156,6 +156,7 @@ def _run_point(point: Point, study: StudyFolder, shared_seconds: float, first_st
     logging.error('Point %s failed: %s', point.name, error)
     folder.record_failure(str(error))
     return False
+  folder.pack()
   folder.write_done(DoneRecord(
       arg=point.arg, seconds=time.time() - point_start + shared_seconds,
       resumed_from_step=first_step, results=tuple(sorted(f'{name}.json' for name in results)),
