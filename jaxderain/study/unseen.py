@@ -26,24 +26,25 @@ TRAINING_LAYERS = 64
 MEASURED = ('unseen', 'rain100L', *[f'angle{a}' for a in range(0, 100, 10)])
 
 
-def training_ranges(size: int, seed: int = 0) -> dict[str, np.ndarray]:
-  """{range: measured_range bounds} from TRAINING_LAYERS layers of size x size."""
+def training_ranges(size: int, layers: int = TRAINING_LAYERS,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+  """{range: measured_range bounds} from `layers` layers of size x size."""
   bounds = {}
   for name in rain.RAIN_RANGES:
-    layers = np.asarray(rain.synthesize(jax.random.key(seed), TRAINING_LAYERS, size, size,
-                                        name))
+    drawn = np.asarray(rain.synthesize(jax.random.key(seed), layers, size, size, name))
     bounds[name] = stats.measured_range(np.concatenate(
-        [stats.streak_shapes(layer) for layer in layers]))
+        [stats.streak_shapes(layer) for layer in drawn]))
   return bounds
 
 
-def shares(data_dir: str = '', scale: str = 'cpu') -> dict[str, dict]:
+def shares(data_dir: str = '', scale: str = 'cpu',
+           training_layers: int = TRAINING_LAYERS) -> dict[str, dict]:
   """{test set: {'streaks': K, range: share_outside(...)}} for the `natural` test sets a
   study point at `scale` evaluates on (Rain100L's only with data_dir)."""
   config = grid.get_config(f'resnet,medium,8,scale={scale}')
   config.data_dir = data_dir
   config.eval.rain_shifts = ('angle',)
-  bounds = training_ranges(config.eval.image_size)
+  bounds = training_ranges(config.eval.image_size, training_layers)
   table = {}
   for test_set in experiment.test_sets(config):
     if not any(test_set.name in (f'natural_{m}', m) for m in MEASURED):
