@@ -119,7 +119,7 @@ class ClaimTest:
 @dataclasses.dataclass
 class Outcome:
   """A test run on some seeds. intervals: by statistic name; seeds: per cell label, the
-  usable seeds; points: the point names used; dropped: seeds left out for a non-finite
+  usable seeds; used: the point names used; dropped: seeds left out for a non-finite
   value; p_agree: the p-value for the paper's side (the largest over its counted
   statistics; NaN without intervals); agrees: for a secondary test, whether it holds on
   the paper's side after the claim's Holm correction (None: not tested)."""
@@ -127,7 +127,7 @@ class Outcome:
   status: str
   intervals: dict[str, Interval]
   seeds: dict[str, int] = dataclasses.field(default_factory=dict)
-  points: list[str] = dataclasses.field(default_factory=list)
+  used: list[str] = dataclasses.field(default_factory=list)
   dropped: list[str] = dataclasses.field(default_factory=list)
   p_agree: float = math.nan
   agrees: bool | None = None
@@ -163,7 +163,7 @@ class Outcome:
     return {'claim': self.test.claim, 'label': self.test.label, 'group': self.test.group,
             'status': self.status, 'statistic': self.text(),
             'intervals': {k: v.as_dict() for k, v in self.intervals.items()},
-            'seeds': self.seeds, 'points': self.points, 'dropped': self.dropped,
+            'seeds': self.seeds, 'used': self.used, 'dropped': self.dropped,
             'p_agree': self.p_agree, 'agrees': self.agrees}
 
 

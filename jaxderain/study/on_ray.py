@@ -95,7 +95,7 @@ def run_task(encoded_points: str, out: str, together: int, env: dict) -> int:
     stream.flush()
     code = subprocess.run(
         [sys.executable, '-m', 'jaxderain.study.task', f'--out={out}',
-         f'--points={encoded_points}', f'--together={together}'],
+         f'--todo={encoded_points}', f'--together={together}'],
         stdout=stream, stderr=subprocess.STDOUT, env={**os.environ, **env}, check=False,
         preexec_fn=_die_with_parent).returncode
   if code < 0 or code == PREEMPTED_EXIT_CODE:

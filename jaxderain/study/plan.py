@@ -115,10 +115,10 @@ def plan(grid: str, scale: str, gpus: int, seeds=None, results=STEP_TIMES) -> Pl
     timing = timings[config.arch]
     hours = config.total_steps * timing.seconds / 3600
     point_hours.append(hours)
-    row = per_arch.setdefault(config.arch, {'arch': config.arch, 'points': 0, 'steps': 0,
+    row = per_arch.setdefault(config.arch, {'arch': config.arch, 'runs': 0, 'steps': 0,
                                             'step_s': timing.seconds, 'source': timing.source,
                                             'estimate': timing.estimate, 'hours': 0.0})
-    row['points'] += 1
+    row['runs'] += 1
     row['steps'] += config.total_steps
     row['hours'] += hours
   rows = list(per_arch.values())
@@ -135,7 +135,7 @@ def lines(found: Plan) -> list[str]:
          f'{"arch":<8}{"points":>7}{"steps":>14}{"s/step":>10}{"device-h":>10}  source']
   for row in found.rows:
     mark = 'ESTIMATE ' if row['estimate'] else 'measured '
-    out.append(f'{row["arch"]:<8}{row["points"]:>7}{row["steps"]:>14,}{row["step_s"]:>10.4f}'
+    out.append(f'{row["arch"]:<8}{row["runs"]:>7}{row["steps"]:>14,}{row["step_s"]:>10.4f}'
                f'{row["hours"]:>10.1f}  {mark}{row["source"]}')
   out.append(f'total: {found.device_hours:.1f} device-hours; wall time on {where}: '
              f'{found.wall_hours:.1f} h')

@@ -153,7 +153,7 @@ class Verdict:
 
   def points_used(self) -> set[str]:
     return {p for o in [self.primary, self.exploratory, *self.secondary] if o
-            for p in o.points}
+            for p in o.used}
 
   def as_dict(self) -> dict:
     outcome = lambda o: o.as_dict() if o else None
