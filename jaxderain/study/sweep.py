@@ -38,11 +38,11 @@ from jaxderain.study.grids import Point
 AVERAGED_CHECKPOINTS = 3
 
 
-def overrides(point: Point) -> dict:
-  """The config fields a study sets on `point`: its grid's own, and the checkpoint
-  cadence that AVERAGED_CHECKPOINTS needs (fields that leave training alone, so a point
-  trained by launch.py alone resumes under the study)."""
-  config = grid_config.get_config(point.arg)
+def overrides(point: Point, config=None) -> dict:
+  """The config fields a study sets on `point` (its grid config, made when not given):
+  its grid's own, and the checkpoint cadence that AVERAGED_CHECKPOINTS needs (fields that
+  leave training alone, so a point trained by launch.py alone resumes under the study)."""
+  config = config or grid_config.get_config(point.arg)
   cadence = {'eval.average_last': AVERAGED_CHECKPOINTS,
              'keep_checkpoints': max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
              'checkpoint_every': max(1, config.total_steps // 10)}
@@ -53,7 +53,7 @@ def overrides(point: Point) -> dict:
 def point_config(point: Point):
   """The ConfigDict of a point, its overrides applied."""
   config = grid_config.get_config(point.arg)
-  for field, value in overrides(point).items():
+  for field, value in overrides(point, config).items():
     *parents, leaf = field.split('.')
     node = config
     for parent in parents:
