@@ -28,7 +28,8 @@ _INPUT = flags.DEFINE_string('input', None, 'An image file, or a folder of them.
 _OUTPUT = flags.DEFINE_string('output', None, 'Folder for the derained PNGs.')
 _TILE = flags.DEFINE_integer('tile', 256, 'Tile side in pixels (a multiple of 32).')
 _OVERLAP = flags.DEFINE_integer('overlap', 32, 'Overlap of neighbouring tiles in pixels.')
-_BATCH = flags.DEFINE_integer('batch', 4, 'Tiles per model call (memory grows with it).')
+_BATCH = flags.DEFINE_integer('batch', 4, 'Tiles per model call (memory grows with it).',
+                              lower_bound=1)
 _STRICT = flags.DEFINE_bool('strict', False, 'Stop at the first bad image file.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace output files that exist.')
 flags.mark_flags_as_required(['workdir', 'input', 'output'])

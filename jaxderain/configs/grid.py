@@ -45,6 +45,7 @@ for _sizes in MODELS.values():
   _sizes['cpu-long'] = _sizes['cpu']  # cpu-long trains the cpu models for longer
 ARCHS = tuple(MODELS)
 KEYS = ('category', 'scale', 'seed')
+MAX_SEED = 2**32 - 1  # seeds key jax.random and numpy's generators: 0 ... 2^32 - 1
 
 # Per scale: patch size, batch, steps, learning rate, logging/checkpoint cadence and the
 # held-out test set's size. `paper` is the paper's recipe. The small rungs were fixed
@@ -97,8 +98,8 @@ def parse(arg: str) -> dict:
     point[key] = value
   if point['scale'] not in SCALES:
     _fail(arg, f'unknown scale {point["scale"]!r}')
-  if not str(point['seed']).lstrip('-').isdigit():
-    _fail(arg, f'seed must be an integer, got {point["seed"]!r}')
+  if not str(point['seed']).isdigit() or int(point['seed']) > MAX_SEED:
+    _fail(arg, f'seed must be an integer from 0 to {MAX_SEED}, got {point["seed"]!r}')
   point['seed'] = int(point['seed'])
   return point
 
@@ -116,7 +117,7 @@ FIELDS = (
                  shared=True),
     # '' = the architecture's own loss; see models.ARCHITECTURES.
     schema.Field('loss', str, '', shared=True),
-    schema.Field('seed', int, _point('seed')),
+    schema.Field('seed', int, _point('seed'), low=0, high=MAX_SEED),
     # Data: an exact background set of N patches of P x P from the category's training
     # images. data_dir holds optional real sets (backgrounds/<category>/, rain100L/); a
     # run may resume with another (the same data mounted elsewhere, e.g. on another host).
@@ -163,7 +164,7 @@ FIELDS = (
     schema.Field('eval.num_images', int, _scale('eval_images'), low=1, trains=False),
     schema.Field('eval.image_size', int, _scale('eval_size'), low=1, trains=False),
     # Fixed across grid points: every run sees the same test set.
-    schema.Field('eval.seed', int, 2024, trains=False),
+    schema.Field('eval.seed', int, 2024, low=0, high=MAX_SEED, trains=False),
     # A paired folder (rainy/, clean/); default data_dir/rain100L. When present, eval adds
     # the plain paired test and its rain layers composited on the held-out backgrounds.
     schema.Field('eval.rain100l', str, '', trains=False),

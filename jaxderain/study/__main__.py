@@ -65,7 +65,8 @@ _DATA_DIR = flags.DEFINE_string('data_dir', os.environ.get('JAXDERAIN_DATA_DIR',
                                 'Folder with real categories (optional).')
 _PATCHES = flags.DEFINE_integer('patches', 256, 'Patches per category for complexity.')
 _PATCH_SIZE = flags.DEFINE_integer('patch_size', 64, 'Patch size for complexity.')
-_GPUS = flags.DEFINE_integer('gpus', 8, 'For plan: H100s to plan for (0: this 2-core CPU).')
+_GPUS = flags.DEFINE_integer('gpus', 8, 'For plan: H100s to plan for (0: this 2-core CPU).',
+                             lower_bound=0, upper_bound=100_000)
 _POWER = flags.DEFINE_bool('power', False, 'For plan: instead of the cost, the seeds a point '
                            "each primary test needs, from the --out folder's exploratory "
                            'seeds (study/primary.py).')
@@ -78,9 +79,10 @@ def _require_out():
 
 
 def _seeds() -> list[int] | None:
-  if _SEEDS.value and not all(s.lstrip('-').isdigit() for s in _SEEDS.value):
-    raise ConfigError(f'--seeds must be integers separated by commas, e.g. --seeds=0,1; '
-                      f'got {",".join(_SEEDS.value)}.')
+  if _SEEDS.value and not all(s.isdigit() and int(s) <= grid_config.MAX_SEED
+                              for s in _SEEDS.value):
+    raise ConfigError(f'--seeds must be integers from 0 to {grid_config.MAX_SEED} separated '
+                      f'by commas, e.g. --seeds=0,1; got {",".join(_SEEDS.value)}.')
   return [int(s) for s in _SEEDS.value] if _SEEDS.value else None
 
 

@@ -8,6 +8,7 @@ failure record says why), `started` (checkpoints, no process: a sweep resumes it
 
 from __future__ import annotations
 
+from jaxderain.errors import NotFoundError
 from jaxderain.study.folders import StudyFolder
 from jaxderain.study.grids import Point
 
@@ -18,6 +19,9 @@ def point_states(out, points: list[Point] | None = None) -> list[dict]:
   """One row per point of OUT (and per point of `points` not there yet): its name,
   state, latest checkpoint step, seconds (done points) and a note."""
   study = StudyFolder(out)
+  if not study.path.is_dir():
+    raise NotFoundError(f'{study.path} does not exist: pass the --out folder of a study '
+                        'sweep (python -m jaxderain.study run --out=DIR made it).')
   names = [p.name for p in points or ()]  # the grid's order, then any other folders
   names += [p.name for p in study.points() if p.name not in names]
   rows = []
