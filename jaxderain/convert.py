@@ -22,9 +22,11 @@ from flax import nnx
 from ml_collections import config_flags
 
 from jaxderain import cli, configs, experiment, models
+from jaxderain.configs import checks
 from jaxderain.errors import (CheckpointError, ConfigError, MissingPackage, NotFoundError,
                               WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints
+from jaxderain.workdir import hold
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N',
                                           lock_config=True)
@@ -111,24 +113,25 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
     available = [n for n, a in models.ARCHITECTURES.items() if a.convert_torch]
     raise ConfigError(f'There is no PyTorch converter for {config.arch!r}: converters exist '
                       f'for {", ".join(available) or "no architecture yet"}.')
-  state_dict = read_state_dict(torch_path)
-  _, graphdef, state, _ = experiment.state_template(config)
-  model = nnx.merge(graphdef, state.params, state.model_state)
-  try:
-    architecture.convert_torch(state_dict, model)
-  except CheckpointError as error:
-    raise CheckpointError(f'{torch_path}: {error}') from None
-  _, params, model_state = nnx.split(model, nnx.Param, ...)
-  state = state.replace(params=params, model_state=model_state)
+  checks.check_model_options(config)
   workdir = pathlib.Path(workdir)
-  if (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir()):
-    raise WorkdirError(f'{workdir / "checkpoints"} already holds checkpoints: pass a new '
-                       '--workdir for the converted model.')
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'config.json').write_text(config.to_json(indent=1))
-  manager = checkpoints.checkpoint_manager(workdir)
-  checkpoints.save(manager, 0, state)
-  checkpoints.wait(manager)
+  with hold(workdir, 'conversion'):  # nothing else writes it meanwhile
+    if (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir()):
+      raise WorkdirError(f'{workdir / "checkpoints"} already holds checkpoints: pass a new '
+                         '--workdir for the converted model.')
+    state_dict = read_state_dict(torch_path)
+    _, graphdef, state, _ = experiment.state_template(config)
+    model = nnx.merge(graphdef, state.params, state.model_state)
+    try:
+      architecture.convert_torch(state_dict, model)
+    except CheckpointError as error:
+      raise CheckpointError(f'{torch_path}: {error}') from None
+    _, params, model_state = nnx.split(model, nnx.Param, ...)
+    state = state.replace(params=params, model_state=model_state)
+    (workdir / 'config.json').write_text(config.to_json(indent=1))
+    manager = checkpoints.checkpoint_manager(workdir)
+    checkpoints.save(manager, 0, state)
+    checkpoints.wait(manager)
   return workdir / 'checkpoints' / '0'
 
 

@@ -241,6 +241,7 @@ def restore_predictor(workdir):
                             'of a trained run (launch.py) or of a converted model '
                             '(jaxderain.convert).')
   config = ml_collections.ConfigDict(recorded)
+  checks.check_model_options(config)
   architecture, graphdef, template, _ = state_template(config)
   manager = checkpoints.checkpoint_manager(workdir)
   state = checkpoints.restore(manager, template)

@@ -136,7 +136,7 @@ def hold(workdir, purpose: str, flag: str = '--workdir'):
   try:
     path.parent.mkdir(parents=True, exist_ok=True)
     taken = _acquire(path, record, flag)
-  except (FileExistsError, NotADirectoryError, PermissionError) as error:
+  except OSError as error:  # e.g. a file there, no permission, a read-only filesystem
     raise WorkdirError(f'{workdir} is not writable ({error.strerror}): pass a {flag} you '
                        'can write to, or fix its permissions.') from None
   try:

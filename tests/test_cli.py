@@ -3,8 +3,10 @@
 Each command's cases run in one process (tests/cli_cases.py) through the command's own
 flag parsing and main, as `cli.run` runs them."""
 
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ from PIL import Image
 
 from conftest import run_commands
 from jaxderain import cpu_flags
+from jaxderain.workdir import hold
 
 SMOKE = 'configs/grid.py:resnet,medium,8,scale=smoke'
 
@@ -41,6 +44,8 @@ def cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict[str, list[tuple[list
            'seed must be an integer from 0 to 4294967295'),
           ([f'--config={SMOKE}', '--workdir=W', '--config.eval.seed=-5'],
            'config.eval.seed must be in [0, 4294967295], got -5'),
+          ([f'--config={SMOKE}', '--workdir=W', '--config.model.features=0'],
+           'config.model.features must be positive, got 0'),
       ],
       'jaxderain.convert': [
           (['--bogus'], "Unknown command line flag 'bogus'"),
@@ -52,6 +57,11 @@ def cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict[str, list[tuple[list
            "There is no PyTorch converter for 'resnet'"),
           (['--config=configs/grid.py:spdnet,medium,8,scale=smoke', f'--torch={tmp / "w.pt"}',
             f'--workdir={tmp / "c"}'], 'PyTorch'),  # not a state_dict, or torch missing
+          (['--config=configs/grid.py:spdnet,medium,8,scale=smoke', f'--torch={tmp / "w.pt"}',
+            f'--workdir={tmp / "busy"}'], 'busy is in use: training by PID'),
+          (['--config=configs/grid.py:swinir,medium,8,scale=smoke', f'--torch={tmp / "w.pt"}',
+            f'--workdir={tmp / "c"}', '--config.model.embed_dim=0'],
+           'config.model.embed_dim must be positive, got 0'),
       ],
       'jaxderain.derain': [
           (['--bogus'], "Unknown command line flag 'bogus'"),
@@ -65,6 +75,8 @@ def cases(tmp: pathlib.Path, trained: pathlib.Path) -> dict[str, list[tuple[list
             '--tile=33'], '--tile must be a positive multiple of 32'),
           ([f'--workdir={trained}', f'--input={tmp / "a.png"}', f'--output={tmp / "o"}',
             '--batch=0'], 'flag --batch=0: 0 is not a positive integer'),
+          ([f'--workdir={tmp / "zero_features"}', f'--input={tmp / "a.png"}',
+            f'--output={tmp / "o"}'], 'config.model.features must be positive, got 0'),
       ],
       'jaxderain.study': [
           (['run', '--bogus'], "Unknown command line flag 'bogus'"),
@@ -105,7 +117,13 @@ def table(tmp_path_factory, smoke_workdir):
   (tmp / 'no_config').mkdir()
   (tmp / 'w.pt').write_bytes(b'not a checkpoint')
   Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(tmp / 'a.png')
-  return tmp, cases(tmp, smoke_workdir)
+  edited = tmp / 'zero_features'  # a hand-edited record
+  shutil.copytree(smoke_workdir, edited, ignore=shutil.ignore_patterns('run.lock'))
+  config = json.loads((edited / 'config.json').read_text())
+  config['model']['features'] = 0
+  (edited / 'config.json').write_text(json.dumps(config))
+  with hold(tmp / 'busy', 'training'):  # a live run holds it while the cases run
+    yield tmp, cases(tmp, smoke_workdir)
 
 
 COMMANDS = ('launch', 'jaxderain.convert', 'jaxderain.derain', 'jaxderain.study',

@@ -72,8 +72,8 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
   assert sorted(p.name for p in workdir.rglob('*')) == ['10', 'checkpoints']
   result, = run_commands('jaxderain.study', ['run', '--seeds=abc', f'--out={tmp_path}'])
   assert result.returncode != 0 and 'Traceback' not in result.stderr
-  assert last_line(result) == ('error: --seeds must be integers separated by commas, e.g. '
-                               '--seeds=0,1; got abc.')
+  assert last_line(result) == ('error: --seeds must be integers from 0 to 4294967295 '
+                               'separated by commas, e.g. --seeds=0,1; got abc.')
 
 
 def train_until_checkpoint_20(workdir, checkpoint_every, *flags):

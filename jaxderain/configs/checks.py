@@ -40,7 +40,14 @@ def rain_shifts(config) -> list[shifts.ShiftedRain]:
 
 def check_model_options(config) -> None:
   """config.model must hold options of config.arch (a changed --config.arch keeps the
-  grid point's options of the other architecture)."""
+  grid point's options of the other architecture), and its counts and sizes (integers)
+  must be positive."""
+  for name, value in config.model.items():
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, int) and not isinstance(v, bool) and v < 1 for v in values):
+      raise ConfigError(f'config.model.{name} must be positive, got {value!r}: set '
+                        f'--config.model.{name} (a trained run records it in '
+                        'WORKDIR/config.json).')
   build = models.get(config.arch).build
   parameters = inspect.signature(build.__init__ if inspect.isclass(build) else build).parameters
   accepted = {n for n, p in parameters.items() if n not in ('self', 'rngs') and p.kind in (
