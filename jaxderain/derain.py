@@ -21,7 +21,8 @@ from absl import flags
 
 from jaxderain import cli, experiment
 from jaxderain.errors import ConfigError, DataError
-from jaxderain.eval.photos import check_output_folder, derain_files, plan
+from jaxderain.eval.photos import (check_output_folder, derain_files, plan,
+                                   remove_stale_partials)
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A trained run (launch.py --workdir).')
 _INPUT = flags.DEFINE_string('input', None, 'An image file, or a folder of them.')
@@ -54,12 +55,16 @@ def main(argv):
   if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
     raise ConfigError(f'--tile must be a positive multiple of 32 and --overlap in [0, '
                       f'tile/2); got tile={_TILE.value}, overlap={_OVERLAP.value}.')
-  pairs = plan(_INPUT.value, _OUTPUT.value, _OVERWRITE.value)
+  remove_stale_partials(_OUTPUT.value)
+  pairs = plan(_INPUT.value, _OUTPUT.value, _OVERWRITE.value, _WORKDIR.value)
+  if not pairs:  # every output is there from an earlier run
+    print(json.dumps({'step': None, 'written': 0, 'skipped': {}, 'output': _OUTPUT.value}))
+    return
   check_output_folder(_OUTPUT.value, [source for source, _ in pairs])
   predict, step = experiment.restore_predictor(_WORKDIR.value)
   logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
   summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
-                         _STRICT.value)
+                         _STRICT.value, _WORKDIR.value)
   print(json.dumps({'step': step, 'written': len(summary['written']),
                     'skipped': summary['skipped'], 'output': _OUTPUT.value}))
   if not summary['written']:

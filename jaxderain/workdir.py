@@ -34,7 +34,8 @@ LOCK_NAME = 'run.lock'
 CONFIG_NAME = 'config.json'
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+  """Whether process `pid` runs on this host."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -72,7 +73,7 @@ def _acquire(path: pathlib.Path, record: dict, flag: str) -> bool:
     same_host = holder.get('host') == record['host']
     if same_host and holder.get('pid') == record['pid']:
       return False  # nested: this process holds it
-    if same_host and isinstance(holder.get('pid'), int) and not _alive(holder['pid']):
+    if same_host and isinstance(holder.get('pid'), int) and not alive(holder['pid']):
       logging.warning('Taking over the lock of %s from PID %d (%s since %s), which is no '
                       'longer running.', path.parent, holder['pid'],
                       holder.get('purpose', '?'), holder.get('started', '?'))
@@ -97,7 +98,7 @@ def lock_holder(workdir) -> dict | None:
   if not holder:
     return None
   if holder.get('host') == socket.gethostname() and isinstance(holder.get('pid'), int):
-    return holder if _alive(holder['pid']) else None
+    return holder if alive(holder['pid']) else None
   return holder  # another host's: taken as live
 
 

@@ -57,6 +57,11 @@ def photo(offset: int = 0) -> np.ndarray:
   return skimage.data.coffee()[100 + offset:148 + offset, 200:264]
 
 
+def written(folder) -> list[str]:
+  """The names in `folder` other than derain's resume record."""
+  return sorted(p.name for p in pathlib.Path(folder).iterdir() if p.name != photos.MANIFEST)
+
+
 def save_photo(path, offset: int = 0) -> pathlib.Path:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,7 @@ def test_outputs_into_the_input_folder_leave_every_input_byte_identical(workdir,
   assert {name: sha256(tmp_path / name) for name in before} == before
   summary = json.loads(result.stdout.strip().splitlines()[-1])
   assert summary['written'] == 2 and summary['skipped'] == {}
-  outputs = sorted(p.name for p in tmp_path.iterdir() if p.name not in before)
+  outputs = [name for name in written(tmp_path) if name not in before]
   assert outputs == ['a_jpg.png', 'a_png.png']
   assert all(Image.open(tmp_path / name).size == (64, 48) for name in outputs)
 
@@ -123,7 +128,7 @@ def test_an_existing_output_is_refused_before_any_work_and_replaced_with_overwri
   assert str(target) in lines[0] and '--overwrite' in lines[0]
   assert replaced.returncode == 0, replaced.stderr[-3000:]
   assert Image.open(target).size == (64, 48)
-  assert [p.name for p in target.parent.iterdir()] == ['photo.png']  # no probe or partial
+  assert written(target.parent) == ['photo.png']  # no probe or partial
 
 
 # The output folder is checked before any work.
@@ -182,9 +187,9 @@ def test_an_animated_image_is_skipped_by_name_and_frame_count_and_strict_stops(
   assert result.returncode == 0, result.stderr[-3000:]
   assert list(json.loads(result.stdout.strip().splitlines()[-1])['skipped']) == ['moving.png']
   assert 'moving.png is an animated image (3 frames): extract the frames' in result.stderr
-  assert [p.name for p in (tmp_path / 'out').iterdir()] == ['still.png']
+  assert written(tmp_path / 'out') == ['still.png']
   assert gif.returncode != 0 and 'moving.gif is an animated image (3 frames)' in gif.stderr
-  assert list((tmp_path / 'gif').iterdir()) == []
+  assert written(tmp_path / 'gif') == []
   lines = error_lines(strict)
   assert strict.returncode != 0 and len(lines) == 1
   assert 'moving.png is an animated image (3 frames)' in lines[0]
@@ -337,3 +342,43 @@ def test_an_image_too_large_for_pil_is_one_line(tmp_path):
   path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IEND', b''))
   with pytest.raises(ImageError, match='huge.png has more pixels than PIL opens safely'):
     images.read_photo(path)
+
+
+@pytest.mark.reliability
+def test_fifos_devices_and_symlink_loops_are_named_and_skipped_before_any_read(tmp_path, caplog):
+  save_photo(tmp_path / 'in' / 'good.jpg')
+  os.mkfifo(tmp_path / 'in' / 'pipe.png')  # reading it would block for ever
+  (tmp_path / 'in' / 'loop.png').symlink_to(tmp_path / 'in' / 'loop.png')
+  pairs = photos.plan(tmp_path / 'in', tmp_path / 'out')
+  assert [s.name for s, _ in pairs] == ['good.jpg']
+  assert 'pipe.png: it is a FIFO' in caplog.text and 'loop.png: it is a symlink loop' in \
+      caplog.text
+  for bad, kind in (('pipe.png', 'a FIFO'), ('loop.png', 'a symlink loop')):
+    with pytest.raises(ImageError, match=f'{bad} is {kind}, not an image file'):
+      photos.plan(tmp_path / 'in' / bad, tmp_path / 'out')
+
+
+@pytest.mark.reliability
+def test_a_stopped_run_resumes_keeping_finished_outputs_and_removing_partials(
+    workdir, tmp_path):
+  for name in ('a.jpg', 'b.jpg'):
+    save_photo(tmp_path / 'in' / name)
+  out = tmp_path / 'out'
+  first, = derain_runs([f'--workdir={workdir}', f'--input={tmp_path / "in" / "a.jpg"}',
+                        f'--output={out}', *SMALL_TILES])
+  assert first.returncode == 0, first.stderr[-2000:]
+  stale = out / f'.b.png.{2**22 + 7}.partial'  # a killed run's half-written PNG
+  stale.write_bytes(b'\x89PNG half')
+  written = (out / 'a.png').read_bytes()
+  resumed, again = derain_runs(
+      [f'--workdir={workdir}', f'--input={tmp_path / "in"}', f'--output={out}', *SMALL_TILES],
+      [f'--workdir={workdir}', f'--input={tmp_path / "in"}', f'--output={out}', *SMALL_TILES])
+  assert resumed.returncode == 0 and json.loads(resumed.stdout)['written'] == 1
+  assert not stale.exists() and (out / 'a.png').read_bytes() == written  # kept, not redone
+  assert sorted(p.name for p in out.iterdir()) == ['.derain.json', 'a.png', 'b.png']
+  assert again.returncode == 0 and json.loads(again.stdout)['written'] == 0
+  os.utime(tmp_path / 'in' / 'a.jpg', ns=(1, 1))  # the input changed: a.png is not its output
+  refused, = derain_runs([f'--workdir={workdir}', f'--input={tmp_path / "in"}',
+                          f'--output={out}', *SMALL_TILES])
+  assert refused.returncode != 0 and 'a.png' in refused.stderr and '--overwrite' in \
+      refused.stderr

@@ -11,9 +11,11 @@ are read box by box from the decoded file and written as PNG row block by row bl
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import pathlib
+import stat
 import struct
 from typing import Iterable, Iterator
 import zlib
@@ -280,13 +282,34 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
   return np.array(image.convert('RGB'), dtype=np.uint8)
 
 
+def not_regular(path: pathlib.Path) -> str | None:
+  """What `path` is when it is not a regular file (a FIFO, a symlink loop, ...), or
+  None for a regular file; decided without opening it (a FIFO would block a read)."""
+  try:
+    mode = path.stat().st_mode
+  except OSError as error:
+    kinds = {errno.ELOOP: 'a symlink loop', errno.ENOENT: 'a broken link'}
+    return kinds.get(error.errno, error.strerror or 'unreadable')
+  for test, kind in ((stat.S_ISREG, None), (stat.S_ISDIR, 'a folder'),
+                     (stat.S_ISFIFO, 'a FIFO'), (stat.S_ISSOCK, 'a socket')):
+    if test(mode):
+      return kind
+  return 'a device'
+
+
 def image_files(folder) -> list[pathlib.Path]:
-  """Image files directly inside `folder`, sorted by name."""
+  """Regular image files directly inside `folder`, sorted by name; other entries with an
+  image suffix (a FIFO, a device, a symlink loop) are named in a warning and skipped."""
   folder = pathlib.Path(folder)
   if not folder.is_dir():
     raise ImageError(f'{folder} is not a folder: pass a folder of images '
                      f'({", ".join(IMAGE_SUFFIXES)}).')
-  files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+  files = []
+  for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+    if (kind := not_regular(path)) is None:
+      files.append(path)
+    else:
+      logging.warning('Skipping %s: it is %s, not an image file.', path, kind)
   if not files:
     raise ImageError(f'{folder} holds no image files ({", ".join(IMAGE_SUFFIXES)}): '
                      'point to a folder that does.')
