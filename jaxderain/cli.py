@@ -6,7 +6,8 @@ nothing; `run` first applies the fast CPU flag (cpu_flags.py; JAX starts its bac
 when a command first computes) and quiets TensorFlow's start-up notices, then:
 - a bad flag (unknown, wrong type, a --config.FIELD that names no field, a bad grid
   point) prints `error: <what and the fix>` and exits 1;
-- a UserError (jaxderain/errors.py) raised by `main` does the same;
+- a UserError (jaxderain/errors.py) raised by `main` does the same, and so does any
+  OSError that reaches it (the path, the errno's meaning and what to do);
 - Preempted (SIGTERM, checkpoint saved) exits 143, so schedulers requeue the command;
 - any other exception is a bug and keeps its traceback.
 The console shows the project's INFO lines and libraries' warnings; `--verbosity=1`
@@ -15,6 +16,7 @@ brings every library's log back.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -22,7 +24,8 @@ import sys
 from absl import app, flags
 
 from jaxderain import console, cpu_flags
-from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, Preempted, SaveError, UserError
+from jaxderain.errors import (PREEMPTED_EXIT_CODE, ConfigError, Preempted, SaveError,
+                              UserError, first_line)
 
 
 def verbose_requested(argv=None) -> bool:
@@ -81,6 +84,31 @@ def run_main(main, argv):
     os._exit(1)  # pylint: disable=protected-access
   except UserError as error:
     sys.exit(f'error: {error}')
+  except OSError as error:  # the operating system refused: one line, whatever the errno
+    sys.exit(f'error: {os_problem(error)}')
+
+
+# What to do about the operating system's refusals, by errno.
+_OS_FIXES = {
+    errno.ENOSPC: 'free disk space there, or pass a path on a disk with room',
+    errno.EDQUOT: 'free space within your quota, or pass a path on another disk',
+    errno.EROFS: 'the filesystem is read-only: pass a path on a writable one',
+    errno.EACCES: 'fix the permissions (chmod, chown) or pass a path you can use',
+    errno.EPERM: 'fix the permissions (chmod, chown) or pass a path you can use',
+    errno.ENOENT: 'check the path: it (or a folder above it) does not exist',
+    errno.ENOTDIR: 'a part of the path is a file, not a folder: check the path',
+    errno.EISDIR: 'the path is a folder where a file is needed: check the path',
+    errno.EMFILE: 'too many open files: raise the limit (ulimit -n) and rerun',
+}
+
+
+def os_problem(error: OSError) -> str:
+  """An OSError as one line: the path, the errno's meaning and what to do."""
+  where = ' -> '.join(str(p) for p in (error.filename, error.filename2) if p is not None)
+  meaning = os.strerror(error.errno) if error.errno else first_line(error)
+  name = errno.errorcode.get(error.errno, type(error).__name__)
+  fix = _OS_FIXES.get(error.errno, 'check the path and the disk, then rerun')
+  return f'{where or "a file operation"}: {meaning} ({name}): {fix}.'
 
 
 def run(main) -> None:

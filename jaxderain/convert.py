@@ -54,17 +54,45 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as error:  # pylint: disable=broad-except
     raise CheckpointError(_load_problem(path, error)) from None
+  return state_dict_arrays(state, path)
+
+
+def state_dict_arrays(state, path) -> dict[str, np.ndarray]:
+  """The tensors of a loaded checkpoint `state` (torch tensors or numpy arrays) as numpy
+  arrays: the first nested state_dict that holds tensors unwrapped, 'module.' prefixes
+  removed, bfloat16 and float16 widened to float32. A CheckpointError naming `path` for
+  no tensors, or for tensors holding NaN or infinite values."""
   for key in _NESTED:
-    if isinstance(state, dict) and isinstance(state.get(key), dict):
-      state = state[key]
+    nested = state.get(key) if isinstance(state, dict) else None
+    if isinstance(nested, dict) and any(map(_is_tensor, nested.values())):
+      state = nested
       break
-  tensors = ({k.removeprefix('module.'): v.detach().cpu().numpy() for k, v in state.items()
-              if hasattr(v, 'detach')} if isinstance(state, dict) else {})
+  tensors = ({k.removeprefix('module.'): _as_numpy(v) for k, v in state.items()
+              if _is_tensor(v)} if isinstance(state, dict) else {})
   if not tensors:
     raise CheckpointError(f'{path} holds {_described(state)}, not a state_dict: pass a file '
                           f'saved with {_SAVE_STATE_DICT}, a dict of parameter names to '
                           f'tensors{_nested_hint(state)}.')
+  broken = [k for k, v in tensors.items() if v.dtype.kind == 'f' and not np.isfinite(v).all()]
+  if broken:
+    raise CheckpointError(f'{path}: {capped(broken, "tensors")} hold NaN or infinite values, '
+                          'so every output would be garbage: pass the weights of a run that '
+                          'had not diverged (an earlier checkpoint).')
   return tensors
+
+
+def _is_tensor(value) -> bool:
+  return hasattr(value, 'detach') or isinstance(value, np.ndarray)
+
+
+def _as_numpy(value) -> np.ndarray:
+  """A torch tensor or numpy array as numpy; bfloat16 and float16 as float32."""
+  if hasattr(value, 'detach'):
+    value = value.detach().cpu()
+    if value.is_floating_point() and value.element_size() < 4:
+      value = value.float()
+    return value.numpy()
+  return value.astype(np.float32) if value.dtype.name in ('bfloat16', 'float16') else value
 
 
 _SAVE_STATE_DICT = "torch.save(model.state_dict(), 'weights.pt')"
@@ -98,8 +126,8 @@ def _described(state) -> str:
 
 def _nested_hint(state) -> str:
   """For a dict of dicts (a training checkpoint): which entry may be the state_dict."""
-  nested = [str(k) for k, v in state.items() if isinstance(v, dict)] if isinstance(
-      state, dict) else []
+  nested = [str(k) for k, v in state.items()
+            if isinstance(v, dict) and v] if isinstance(state, dict) else []
   if not nested:
     return ''
   return (f' (its entries holding dicts: {capped(nested, "entries")}; if one of them is the '

@@ -53,8 +53,8 @@ class WorkdirBusy(WorkdirError):
 
 
 class NonFiniteError(UserError, RuntimeError):
-  """The loss or the gradients stopped being finite; nothing after the last good
-  checkpoint was saved."""
+  """The loss, the gradients or a model's outputs stopped being finite; nothing computed
+  from them is saved."""
 
 
 class DistributedError(UserError, RuntimeError):

@@ -20,7 +20,7 @@ from jaxderain.configs import checks, grid
 from jaxderain.data.testsets import RAIN100L, short_category
 from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate as evaluate_sets
-from jaxderain.eval.evaluate import make_predict, summary_table
+from jaxderain.eval.evaluate import finite_outputs, make_predict, summary_table
 from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.train.step import device_mesh, init_state, make_optimizer, make_train_step
 from jaxderain.workdir import (check_workdir_config, check_workdir_path, ensure_writable, hold,
@@ -81,6 +81,7 @@ def train(config, workdir: str, allow_config_change: bool = False):
   processes save each checkpoint together (written once)."""
   check_workdir_path(workdir)
   checks.check(config)
+  checks.check_batch_splits(config)
   with hold(workdir, 'training'):
     state, step, backgrounds = build_training(config)
     prepare_for_training(config, workdir, state, allow_config_change)
@@ -123,6 +124,7 @@ def train_together(configs, workdirs) -> list[tuple]:
   for config, workdir in zip(configs, workdirs):
     check_workdir_path(workdir)
     checks.check(config)
+    checks.check_batch_splits(config)
   with contextlib.ExitStack() as locks:
     for workdir in workdirs:
       locks.enter_context(hold(workdir, 'training (together)'))
@@ -243,9 +245,9 @@ def restore_predictor(workdir):
   config = ml_collections.ConfigDict(recorded)
   checks.check_model_options(config)
   architecture, graphdef, template, _ = state_template(config)
-  manager = checkpoints.checkpoint_manager(workdir)
-  state = checkpoints.restore(manager, template)
+  state = checkpoints.restore_newest(workdir, template)
   if state is None:
     raise NotFoundError(f'No checkpoint in {workdir / "checkpoints"}: train it first.')
   predict = make_predict(graphdef, architecture.image)
-  return (lambda tiles: predict(state.params, state.model_state, tiles)), int(state.step)
+  return (lambda tiles: finite_outputs(predict(state.params, state.model_state, tiles)),
+          int(state.step))

@@ -46,7 +46,8 @@ def test_background_set_uses_every_position_when_asked_for_all():
 
 
 def test_patch_larger_than_every_image_fails_clearly():
-  with pytest.raises(data.ImageError, match='No image is at least 128x128.*smaller patch'):
+  with pytest.raises(data.ImageError,
+                     match='No image is at least 128x128.*smaller size .--config.patch_size'):
     data.background_set(random_images(2), 8, 128, seed=0)
 
 
@@ -169,7 +170,7 @@ def test_folder_with_a_directory_named_like_an_image(tmp_path, caplog):
   (tmp_path / 'album.jpg').mkdir()
   images = data.load_folder(tmp_path)
   assert sorted(images) == ['img0.png', 'img1.png']
-  assert 'album.jpg is a directory' in caplog.text
+  assert 'album.jpg: it is a folder, not an image file' in caplog.text
 
 
 def test_empty_folder_is_one_clear_error(tmp_path):

@@ -382,3 +382,26 @@ def test_a_stopped_run_resumes_keeping_finished_outputs_and_removing_partials(
                           f'--output={out}', *SMALL_TILES])
   assert refused.returncode != 0 and 'a.png' in refused.stderr and '--overwrite' in \
       refused.stderr
+
+
+def png_samples(path) -> np.ndarray:
+  """A PNG written by images.write_png (filter 0) as its stored samples (H, W, channels)."""
+  chunks = png_chunks(pathlib.Path(path).read_bytes())
+  width, height, bits, colour_type = struct.unpack('>IIBB', chunks[0][1][:10])
+  channels = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+  raw = zlib.decompress(b''.join(body for kind, body in chunks if kind == b'IDAT'))
+  lines = np.frombuffer(raw, np.uint8).reshape(height, -1)[:, 1:]
+  return lines.view(f'>u{bits // 8}').reshape(height, width, channels)
+
+
+def test_a_16_bit_grey_png_with_a_transparent_value_keeps_16_bits_and_its_alpha(tmp_path):
+  grey = np.random.default_rng(3).integers(1, 65536, (12, 9)).astype(np.uint16)
+  grey[2:5, 3:7] = 0  # the transparent value (tRNS)
+  Image.fromarray(grey).save(tmp_path / 'in.png', transparency=0)
+  photo16 = images.read_photo(tmp_path / 'in.png')
+  images.write_photo(tmp_path / 'out.png', [photo16.rgb(0, 0, 12, 9)], photo16)
+  assert struct.unpack('>BB', png_chunks((tmp_path / 'out.png').read_bytes())[0][1][8:10]) == (
+      16, 4)  # 16-bit grey + alpha
+  samples = png_samples(tmp_path / 'out.png')
+  np.testing.assert_array_equal(samples[..., 0], grey)
+  np.testing.assert_array_equal(samples[..., 1], np.where(grey == 0, 0, 65535))

@@ -61,13 +61,18 @@ def check_model_options(config) -> None:
         f',scale={config.scale}), rather than overriding --config.arch.')
 
 
-def check(config) -> None:
-  """Fail before any work on values that cannot run."""
+def check_batch_splits(config) -> None:
+  """Training splits each batch over every device: fail unless it divides evenly."""
   devices, processes = jax.device_count(), jax.process_count()
   if config.batch_size % devices:
     of_all = f' of the {processes} processes' if processes > 1 else ''
     raise ConfigError(f'batch_size {config.batch_size} is not divisible by the {devices} '
                       f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
+
+
+def check(config) -> None:
+  """Fail before any work on values that cannot run (training's batch split aside:
+  check_batch_splits)."""
   grid.SCHEMA.check(config)
   check_model_options(config)
   rain_range(config)

@@ -113,15 +113,19 @@ def _allocate(capacity: np.ndarray, total: int) -> np.ndarray:
 
 
 def background_set(images: dict[str, np.ndarray], num_patches: int, patch_size: int,
-                   seed: int) -> np.ndarray:
+                   seed: int, test_set: bool = False) -> np.ndarray:
   """Exactly `num_patches` distinct P x P patches: uint8 (N, P, P, 3), the paper's B set.
 
   Policy: every top-left position of every image is a candidate; N is split over images
   in proportion to their number of positions (so large images give more patches), and
   positions are drawn without replacement within each image. The result depends only on
   (images, N, P, seed); patches are ordered by image name, then by draw.
-  Images smaller than P are skipped with a warning.
+  Images smaller than P are skipped with a warning. The errors advise the options that
+  set N and P: the training's, or for a `test_set` the evaluation's (which may change on
+  a trained workdir).
   """
+  count_option, size_option = (('--config.eval.num_images', '--config.eval.image_size')
+                               if test_set else ('--config.num_patches', '--config.patch_size'))
   if num_patches < 1:
     raise ValueError(f'num_patches must be positive, got {num_patches}.')
   names = sorted(images)
@@ -134,16 +138,17 @@ def background_set(images: dict[str, np.ndarray], num_patches: int, patch_size: 
   if not usable:
     sizes = ', '.join(f'{n} {h}x{w}' for n, (h, w) in list(shapes.items())[:5])
     raise ImageError(
-        f'No image is at least {patch_size}x{patch_size} ({sizes}): use a smaller '
-        f'patch size (--config.patch_size), upscale them '
-        f'(--config.upscale_small_images=True), or larger images.')
+        f'No image is at least {patch_size}x{patch_size} ({sizes}): use a smaller size '
+        f'({size_option}), ' + ('or larger images.' if test_set else
+                                'upscale them (--config.upscale_small_images=True), or '
+                                'larger images.'))
   capacity = np.array([(shapes[n][0] - patch_size + 1) * (shapes[n][1] - patch_size + 1)
                        for n in usable], dtype=np.int64)
   if num_patches > capacity.sum():
     raise ImageError(
         f'{num_patches} patches of {patch_size}x{patch_size} were asked for, but the '
         f'{len(usable)} usable image(s) hold only {capacity.sum()} distinct positions: use '
-        f'fewer patches, a smaller patch size, or more images.')
+        f'fewer ({count_option}), a smaller size ({size_option}), or more images.')
   counts = _allocate(capacity, num_patches)
   rng = np.random.default_rng(seed)
   patches = []

@@ -18,6 +18,7 @@ import pathlib
 import stat
 import struct
 from typing import Iterable, Iterator
+import warnings
 import zlib
 
 import numpy as np
@@ -67,13 +68,16 @@ def _open_decoded(path, still: bool = False) -> Image.Image:
   if path.stat().st_size == 0:
     raise ImageError(f'{path} is empty (0 bytes): remove or replace it.')
   try:
-    with Image.open(path) as image:
+    with (warnings.catch_warnings(record=True, action='always') as caught,
+          Image.open(path) as image):
       frames = getattr(image, 'n_frames', 1) if still else 1
       if frames > 1:
         raise ImageError(f'{path} is an animated image ({frames} frames): extract the '
                          'frames first (one image file each) and derain those.')
       image.load()
       image.getexif()  # parsed (and kept) while the file is open
+      for message in dict.fromkeys(str(w.message).strip() for w in caught):
+        logging.warning('%s: %s (read as far as PIL could).', path, message)
       return image
   except Image.DecompressionBombError:
     raise ImageError(f'{path} has more pixels than PIL opens safely (over '
@@ -112,9 +116,17 @@ class Photo:
     """An upright box as float32 (bottom - top, right - left, 3) RGB in [0, 1]."""
     return _unit_rgb(self._crop(top, left, bottom, right), self.white)
 
-  def alpha_rows(self, top: int, bottom: int) -> np.ndarray:
-    """Upright rows [top, bottom) of the alpha channel, uint8 (bottom - top, width)."""
-    return np.asarray(self._crop(top, 0, bottom, self.width).convert('RGBA'))[..., 3]
+  def alpha_rows(self, top: int, bottom: int, bits: int = 8) -> np.ndarray:
+    """Upright rows [top, bottom) of the alpha channel, uint8 (bits 8) or uint16 (bits 16)
+    (bottom - top, width). A greyscale image's transparent value (PNG tRNS) is alpha 0."""
+    box = self._crop(top, 0, bottom, self.width)
+    opaque = 65535 if bits == 16 else 255
+    key = self.image.info.get('transparency')
+    if self.image.mode in _DEEP_MODES and isinstance(key, int):
+      alpha = np.where(np.asarray(box) == key, 0, opaque)
+    else:
+      alpha = np.asarray(box.convert('RGBA'), np.uint32)[..., 3] * (opaque // 255)
+    return alpha.astype(np.uint16 if bits == 16 else np.uint8)
 
   def _crop(self, top: int, left: int, bottom: int, right: int) -> Image.Image:
     """An upright box as a small upright PIL image: the stored box under it, turned."""
@@ -134,11 +146,17 @@ def read_photo(path) -> Photo:
   16-bit greyscale kept at 16 bits, other 16-bit images read at 8 bits by PIL). An
   animated image is an ImageError: which frame to derain is not ours to guess."""
   image = _open_decoded(path, still=True)
-  orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+  orientation = _orientation(image)
   white = _white(image)
   return Photo(image, orientation=orientation if orientation in _ORIENTATIONS else 1,
                greyscale=image.mode in _GREY_MODES, alpha=_has_alpha(image),
                bits=16 if image.mode in _DEEP_MODES and white > 255 else 8, white=white)
+
+
+def _orientation(image: Image.Image) -> int:
+  """The EXIF orientation, 1 when absent (a damaged EXIF block was reported on opening)."""
+  with warnings.catch_warnings(action='ignore'):
+    return image.getexif().get(ExifTags.Base.Orientation, 1)
 
 
 def _white(image: Image.Image) -> float:
@@ -173,7 +191,8 @@ def png_bytes_bound(path) -> int:
   height x (width x samples x bytes per sample + 1) stored uncompressed, plus zlib's and
   the chunks' overhead. 0 for a file that cannot be opened (reported when it is read)."""
   try:
-    with Image.open(path) as image:
+    # What is wrong with the file is told when it is read.
+    with warnings.catch_warnings(action='ignore'), Image.open(path) as image:
       samples = (1 if image.mode in _GREY_MODES else 3) + _has_alpha(image)
       depth = 2 if image.mode in _DEEP_MODES else 1
       raw = image.height * (image.width * samples * depth + 1)
@@ -184,9 +203,9 @@ def png_bytes_bound(path) -> int:
 
 def write_photo(path, rgb_blocks: Iterable[np.ndarray], like: Photo) -> None:
   """Write float32 (rows, W, 3) RGB row blocks in [0, 1], top to bottom, as a PNG shaped
-  like `like`: greyscale as the channel mean, its alpha kept, 16-bit greyscale at 16 bits.
-  The blocks are overwritten (clipped and scaled in place)."""
-  bits = 16 if like.bits == 16 and not like.alpha else 8
+  like `like`: greyscale as the channel mean, its alpha kept, 16-bit greyscale (with its
+  alpha) at 16 bits. The blocks are overwritten (clipped and scaled in place)."""
+  bits = like.bits
   channels = (1 if like.greyscale else 3) + like.alpha
   write_png(path, _photo_samples(rgb_blocks, like, bits), like.height, like.width, channels,
             bits)
@@ -199,7 +218,7 @@ def _photo_samples(rgb_blocks: Iterable[np.ndarray], like: Photo,
   for rgb in rgb_blocks:
     samples = _quantize(rgb, like.greyscale, bits)
     if like.alpha:
-      alpha = like.alpha_rows(top, top + len(rgb))[..., None]
+      alpha = like.alpha_rows(top, top + len(rgb), bits)[..., None]
       samples = np.concatenate([samples, alpha], -1)
     top += len(rgb)
     yield samples

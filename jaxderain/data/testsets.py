@@ -65,8 +65,8 @@ def with_synthetic_rain(name: str, clean: np.ndarray, seed: int,
 def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images: int,
                       size: int, seed: int, rain_range=rain.UNSEEN_RANGE) -> TestSet:
   """`num_images` crops of size x size from held-out images, with synthetic rain."""
-  return with_synthetic_rain(name, background_set(test_images, num_images, size, seed),
-                             seed, rain_range)
+  clean = background_set(test_images, num_images, size, seed, test_set=True)
+  return with_synthetic_rain(name, clean, seed, rain_range)
 
 
 def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: TestSet,
@@ -76,8 +76,9 @@ def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: Test
   smallest = min(min(layer.shape[:2]) for layer in pairs.rain_layer)
   if size > smallest:
     raise ImageError(f'Test crops of {size}x{size} do not fit the {smallest}-pixel side of '
-                     f'the rain layers of {pairs.name}: use a smaller eval.image_size.')
-  clean = background_set(test_images, num_images, size, seed).astype(np.float32) / 255.0
+                     f'the rain layers of {pairs.name}: use a smaller --config.eval.image_size.')
+  clean = background_set(test_images, num_images, size, seed,
+                         test_set=True).astype(np.float32) / 255.0
   rng = np.random.default_rng(seed)
   layers = []
   for _ in range(num_images):

@@ -11,6 +11,7 @@ from flax import nnx
 from PIL import Image
 
 from jaxderain.data.testsets import TestSet
+from jaxderain.errors import NonFiniteError
 from jaxderain.eval import metrics
 from jaxderain.rain import rain_mask
 
@@ -32,6 +33,18 @@ def make_predict(graphdef, image_fn):
   return predict
 
 
+def finite_outputs(outputs) -> np.ndarray:
+  """Model outputs as numpy; a NonFiniteError when any is NaN or infinite, so nothing is
+  scored or written from them."""
+  outputs = np.asarray(outputs)
+  if not np.isfinite(outputs).all():
+    bad = np.size(outputs) - np.isfinite(outputs).sum()
+    raise NonFiniteError(
+        f'the model gave {bad} NaN or infinite output values: its weights are not finite (a run that diverged, or a conversion of such '
+        'weights): use an earlier checkpoint, or retrain.')
+  return outputs
+
+
 def run_model(predict, params, model_state, images: list[np.ndarray],
               batch_size: int = 8) -> list[np.ndarray]:
   """Outputs for a list of (H, W, 3) images, batched among images of the same size."""
@@ -43,7 +56,7 @@ def run_model(predict, params, model_state, images: list[np.ndarray],
     for start in range(0, len(indices), batch_size):
       chunk = indices[start:start + batch_size]
       batch = np.stack([images[i] for i in chunk])
-      for i, out in zip(chunk, np.asarray(predict(params, model_state, batch))):
+      for i, out in zip(chunk, finite_outputs(predict(params, model_state, batch))):
         outputs[i] = out
   return outputs
 

@@ -162,6 +162,25 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   return restored.state
 
 
+def restore_newest(workdir, template, attempts: int = 3):
+  """restore() of WORKDIR's latest checkpoint, for a reader beside a run that may still
+  be training: when the checkpoint being read is deleted under it (the run keeps only its
+  newest ones), the steps are listed again and the new latest is read."""
+  for _ in range(attempts):
+    manager = checkpoint_manager(workdir)
+    step = manager.latest_step()
+    try:
+      return restore(manager, template, step)
+    except (CheckpointError, OSError):
+      if step is None or (pathlib.Path(manager.directory) / str(step)).is_dir():
+        raise  # still there: a damaged checkpoint, not a deleted one
+      logging.info('Checkpoint %d was deleted while it was read; reading the latest again.',
+                   step)
+  raise CheckpointError(f'the checkpoints in {workdir} were replaced {attempts} times while '
+                        'they were read: rerun when the training writing them has stopped '
+                        'or saves less often.')
+
+
 def _leaf_name(path) -> str:
   """'params/conv/kernel' for a tree path (nnx.Variable's 'value' left out)."""
   parts = [str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path]

@@ -1,0 +1,187 @@
+"""Inputs a hostile user tries: weights that are not finite, checkpoints deleted while they
+are read, odd state_dicts, advice that must work as given, damaged EXIF blocks and the
+operating system's refusals. Each ends in success or one line `error: ...` with nothing
+lost. Marker: reliability."""
+
+import errno
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import ml_dtypes
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, SMOKE_POINT, run_commands
+from jaxderain import cli, convert, experiment
+from jaxderain.errors import CheckpointError, NonFiniteError
+from jaxderain.eval import evaluate
+from jaxderain.train import checkpoints
+
+pytestmark = pytest.mark.reliability
+
+
+@pytest.fixture
+def trained(smoke_workdir, tmp_path):
+  """A private copy of the shared smoke run (these tests write into it)."""
+  return pathlib.Path(shutil.copytree(smoke_workdir, tmp_path / 'run'))
+
+
+def error_lines(result) -> list[str]:
+  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+
+def save_nan_weights(workdir: pathlib.Path) -> int:
+  """Save a checkpoint after the latest whose parameters are all NaN; returns its step."""
+  config = ml_collections.ConfigDict(json.loads((workdir / 'config.json').read_text()))
+  _, _, template, _ = experiment.state_template(config)
+  manager = checkpoints.checkpoint_manager(workdir)
+  state = checkpoints.restore(manager, template)
+  broken = state.replace(params=jax.tree.map(lambda p: jnp.full_like(p, jnp.nan),
+                                             state.params), step=state.step + 1)
+  checkpoints.save(manager, int(broken.step), broken)
+  checkpoints.wait(manager)
+  return int(broken.step)
+
+
+def test_nan_weights_are_one_line_and_nothing_is_written(trained, tmp_path):
+  save_nan_weights(trained)
+  Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(tmp_path / 'in.png')
+  evals_before = sorted((trained / 'eval').glob('*')) if (trained / 'eval').exists() else []
+  derained, evaluated = run_commands(
+      'jaxderain.derain', [f'--workdir={trained}', f'--input={tmp_path / "in.png"}',
+                           f'--output={tmp_path / "out"}', '--tile=32', '--overlap=8'])[0], \
+      run_commands('launch', [f'--config={SMOKE_POINT}', f'--workdir={trained}',
+                              '--mode=eval', '--config.eval.average_last=1'])[0]
+  for result in (derained, evaluated):
+    lines = error_lines(result)
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert 'NaN or infinite output values' in lines[0] and 'Traceback' not in result.stderr
+  assert not any((tmp_path / 'out').glob('*.png'))  # no black PNG
+  assert (sorted((trained / 'eval').glob('*')) if (trained / 'eval').exists()
+          else []) == evals_before
+
+
+def test_finite_outputs_counts_what_is_not_finite():
+  assert evaluate.finite_outputs(np.zeros((2, 3))).shape == (2, 3)
+  with pytest.raises(NonFiniteError, match='gave 2 NaN or infinite'):
+    evaluate.finite_outputs(np.array([0.5, np.nan, np.inf, 1.0]))
+
+
+def test_a_checkpoint_deleted_while_read_is_followed_by_the_new_latest(trained, monkeypatch):
+  config = ml_collections.ConfigDict(json.loads((trained / 'config.json').read_text()))
+  _, _, template, _ = experiment.state_template(config)
+  steps = sorted(checkpoints.checkpoint_manager(trained).all_steps())
+  assert len(steps) >= 2
+  real_restore, calls = checkpoints.restore, []
+
+  def deleted_under_the_reader(manager, state_template, step=None):
+    calls.append(step)
+    if len(calls) == 1:  # the training's keep policy deletes the step being read
+      shutil.rmtree(trained / 'checkpoints' / str(step))
+    return real_restore(manager, state_template, step)
+
+  monkeypatch.setattr(checkpoints, 'restore', deleted_under_the_reader)
+  state = checkpoints.restore_newest(trained, template)
+  assert calls == [steps[-1], steps[-2]] and int(state.step) == steps[-2]
+
+
+def test_a_damaged_checkpoint_is_not_retried(trained):
+  config = ml_collections.ConfigDict(json.loads((trained / 'config.json').read_text()))
+  _, _, template, _ = experiment.state_template(config)
+  latest = max(checkpoints.checkpoint_manager(trained).all_steps())
+  shutil.rmtree(trained / 'checkpoints' / str(latest) / 'state')
+  with pytest.raises(CheckpointError, match=f'{latest} is incomplete'):
+    checkpoints.restore_newest(trained, template)
+
+
+def test_state_dicts_widen_bfloat16_unwrap_the_nested_one_with_tensors_and_refuse_nan():
+  weights = np.arange(6, dtype=np.float32).reshape(2, 3)
+  loaded = {'params_ema': {}, 'params': {'module.conv.weight': weights.astype(
+      ml_dtypes.bfloat16), 'step': np.array(3)}}
+  arrays = convert.state_dict_arrays(loaded, 'w.pt')
+  assert sorted(arrays) == ['conv.weight', 'step'] and arrays['conv.weight'].dtype == np.float32
+  np.testing.assert_array_equal(arrays['conv.weight'], weights)
+  with pytest.raises(CheckpointError, match=r"w.pt: conv.weight hold NaN or infinite values"):
+    convert.state_dict_arrays({'conv.weight': np.array([1.0, np.nan])}, 'w.pt')
+  with pytest.raises(CheckpointError, match='a dict without tensors, not a state_dict') as no:
+    convert.state_dict_arrays({'params_ema': {}}, 'w.pt')
+  assert 'params_ema' not in str(no.value)  # no advice to save the empty entry
+
+
+def test_convert_onto_a_file_or_under_one_is_one_line_before_reading_weights(tmp_path):
+  afile = tmp_path / 'afile'
+  afile.write_text('mine')
+  results = run_commands('jaxderain.convert', *[
+      ['--config=configs/grid.py:rcdnet,medium,8,scale=smoke',
+       f'--torch={tmp_path / "missing.pt"}', f'--workdir={workdir}']
+      for workdir in (afile, afile / 'sub')])
+  for result in results:
+    lines = error_lines(result)
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+    assert 'is not writable' in lines[0] and '--workdir' in lines[0]
+  assert afile.read_text() == 'mine'
+
+
+def test_small_held_out_images_advise_the_eval_size_and_that_advice_is_accepted(trained):
+  args = [f'--config={SMOKE_POINT}', f'--workdir={trained}', '--mode=eval',
+          '--config.eval.average_last=1']
+  too_big, advised = run_commands('launch', [*args, '--config.eval.image_size=5000'],
+                                  [*args, '--config.eval.image_size=48'])
+  lines = error_lines(too_big)
+  assert too_big.returncode == 1 and len(lines) == 1, too_big.stderr[-3000:]
+  assert '--config.eval.image_size' in lines[0] and 'patch_size' not in lines[0]
+  assert advised.returncode == 0, advised.stderr[-3000:]
+
+
+def test_evaluating_on_a_device_count_the_batch_does_not_divide_needs_no_change(trained):
+  flags = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=3'
+  result = subprocess.run(
+      [sys.executable, 'launch.py', f'--config={SMOKE_POINT}', f'--workdir={trained}',
+       '--mode=eval', '--config.eval.average_last=1'], cwd=ROOT, capture_output=True,
+      text=True, timeout=600, check=False, env={**os.environ, 'XLA_FLAGS': flags})
+  assert result.returncode == 0, result.stderr[-3000:]  # batch 8 on 3 devices: eval only
+  training = subprocess.run(
+      [sys.executable, 'launch.py', f'--config={SMOKE_POINT}', f'--workdir={trained}',
+       '--config.total_steps=50'], cwd=ROOT, capture_output=True, text=True, timeout=600,
+      check=False, env={**os.environ, 'XLA_FLAGS': flags})
+  lines = error_lines(training)
+  assert training.returncode == 1 and len(lines) == 1 and 'not divisible by the 3' in lines[0]
+
+
+def test_a_damaged_exif_block_is_one_warning_line_and_the_photo_is_derained(
+    smoke_workdir, tmp_path):
+  Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(
+      tmp_path / 'odd.jpg',
+      exif=b'Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\xff\xff\xff\xff')
+  result, = run_commands('jaxderain.derain', [
+      f'--workdir={smoke_workdir}', f'--input={tmp_path / "odd.jpg"}',
+      f'--output={tmp_path / "out"}', '--tile=32', '--overlap=8'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'UserWarning' not in result.stderr and 'warnings.warn' not in result.stderr
+  mentions = [line for line in result.stderr.splitlines() if 'Corrupt EXIF' in line]
+  assert len(mentions) == 1 and 'odd.jpg' in mentions[0]
+  assert Image.open(tmp_path / 'out' / 'odd.png').size == (40, 40)
+
+
+@pytest.mark.parametrize('code, fix', [
+    (errno.EROFS, 'read-only'), (errno.ENOSPC, 'free disk space'),
+    (errno.EACCES, 'permissions'), (errno.ENOENT, 'does not exist')])
+def test_an_os_error_at_a_commands_edge_is_one_line_naming_path_and_errno(code, fix):
+  def main(argv):
+    del argv
+    raise OSError(code, os.strerror(code), '/data/runs/x')
+
+  with pytest.raises(SystemExit) as stop:
+    cli.run_main(main, ['command'])
+  message = stop.value.code
+  assert isinstance(message, str) and '\n' not in message
+  assert message.startswith('error: /data/runs/x: ') and errno.errorcode[code] in message
+  assert fix in message
