@@ -27,17 +27,53 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 
 # The real development data is handed only to the tests that ask for it (`data_dir`); every
-# other test and its child processes run as on a machine without it.
-REAL_DATA_DIR = os.environ.pop('JAXDERAIN_DATA_DIR', '')
+# other test and its child processes run as on a machine without it. It is the folder
+# JAXDERAIN_DATA_DIR names, else the shared data folder beside the checkout, when there.
+BESIDE_THE_CHECKOUT = ROOT.parent / 'shared' / 'data'
+REAL_DATA_DIR = os.environ.pop('JAXDERAIN_DATA_DIR', '') or (
+    str(BESIDE_THE_CHECKOUT) if BESIDE_THE_CHECKOUT.is_dir() else '')
+NO_REAL_DATA = 'no real data here (JAXDERAIN_DATA_DIR, or shared/data beside the checkout)'
 
 
 @pytest.fixture
 def data_dir():
-  """The real development data (JAXDERAIN_DATA_DIR); tests using it skip without it."""
+  """The real development data; tests using it skip without it."""
   path = REAL_DATA_DIR
   if not path or not pathlib.Path(path).is_dir():
-    pytest.skip('JAXDERAIN_DATA_DIR is not set to a folder of real data')
+    pytest.skip(NO_REAL_DATA)
   return pathlib.Path(path)
+
+
+# The only reasons a test may skip; any other skip fails the run (pytest_sessionfinish), so
+# a check that silently stops running is seen. Each is a fact of the machine, not of the code.
+ALLOWED_SKIPS = {
+    NO_REAL_DATA: 'the real data is optional; every other test runs without it',
+    'cannot mount a tmpfs here (needs root)': 'a real full disk needs a mount',
+    'running as root without setpriv': 'a permission test needs an unprivileged user',
+    'the unprivileged user cannot run this Python': 'as above',
+    'this jaxlib does not know the flag': 'the fast CPU flag needs a recent jaxlib',
+    'needs VmHWM': 'peak memory is read from Linux /proc',
+    'needs Linux': 'peak memory is read from Linux /proc',
+}
+_SKIPPED: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report):
+  if report.skipped and isinstance(report.longrepr, tuple):
+    _SKIPPED.append((report.nodeid, report.longrepr[2].removeprefix('Skipped: ')))
+
+
+def pytest_sessionfinish(session, exitstatus):
+  unexpected = [(test, why) for test, why in _SKIPPED
+                if not any(why.startswith(allowed) for allowed in ALLOWED_SKIPS)]
+  if unexpected and exitstatus == 0:
+    session.exitstatus = 1
+  reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+  if unexpected and reporter:
+    reporter.write_line('Skips not on the allow-list (tests/conftest.py ALLOWED_SKIPS):',
+                        red=True)
+    for test, why in unexpected:
+      reporter.write_line(f'  {test}: {why}', red=True)
 
 
 SMOKE_POINT = 'configs/grid.py:resnet,medium,8,scale=smoke'

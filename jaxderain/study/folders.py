@@ -22,6 +22,7 @@ import json
 import logging
 import pathlib
 
+from jaxderain.eval.metrics import METRIC_KEYS
 from jaxderain.workdir import latest_step, lock_holder
 
 POINTS, DONE, FAILED, LOG = 'points', 'done.json', 'failed.json', 'sweep.log'
@@ -108,13 +109,20 @@ class PointFolder:
     has one, else from eval/*.json (a file cut short is left out and named)."""
     if self.results_file.is_file():
       try:
-        return _unpacked(json.loads(self.results_file.read_text())), []
+        found = _unpacked(json.loads(self.results_file.read_text()))
       except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         return {}, [f'{RESULTS} ({error})']
+      results, unreadable = {}, []
+      for name, data in found.items():
+        try:
+          results[name] = checked_eval_record(data)
+        except ValueError as error:
+          unreadable.append(f'{RESULTS} set {name} ({error})')
+      return results, unreadable
     results, unreadable = {}, []
     for file in self.eval_files():
       try:
-        results[file.stem] = json.loads(file.read_text())
+        results[file.stem] = checked_eval_record(json.loads(file.read_text()))
       except (OSError, ValueError) as error:
         unreadable.append(f'eval/{file.name} ({error})')
     return results, unreadable
@@ -125,7 +133,7 @@ class PointFolder:
     results, unreadable = {}, []
     for file in self.eval_files():
       try:
-        results[file.stem] = json.loads(file.read_text())
+        results[file.stem] = checked_eval_record(json.loads(file.read_text()))
       except (OSError, ValueError):
         unreadable.append(file.name)
     if not results or unreadable:
@@ -200,6 +208,36 @@ class PointFolder:
       return str(json.loads((self.path / FAILED).read_text())['reason'])
     except (OSError, ValueError, KeyError, TypeError):
       return None
+
+
+def checked_eval_record(data) -> dict:
+  """An eval JSON (eval/<testset>.json, or one set of results.json) as read, after the
+  checks its readers rely on; ValueError naming the first bad field. Its metrics (top
+  level and `recent`) and per-image values are numbers or null, `step` an integer, and
+  `reference.identity.psnr` a number."""
+  def number_or_null(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+  if not isinstance(data, dict):
+    raise ValueError(f'is {type(data).__name__}, not an object')
+  if not isinstance(data.get('step'), int) or isinstance(data.get('step'), bool):
+    raise ValueError(f'its step is {data.get("step")!r}')
+  recent = data.get('recent', {})
+  if not isinstance(recent, dict):
+    raise ValueError(f'its recent is {recent!r}')
+  for where, values in (('', data), ('recent.', recent)):
+    for key in METRIC_KEYS:
+      if not number_or_null(values.get(key)):
+        raise ValueError(f'its {where}{key} is {values.get(key)!r}')
+  identity = data.get('reference')
+  identity = identity.get('identity') if isinstance(identity, dict) else None
+  if not isinstance(identity, dict) or not number_or_null(identity.get('psnr')):
+    raise ValueError('its reference.identity.psnr is missing or not a number')
+  rows = data.get('per_image', [])
+  if not isinstance(rows, list) or not all(
+      isinstance(row, dict) and all(map(number_or_null, row.values())) for row in rows):
+    raise ValueError('its per_image is not a list of rows of numbers')
+  return data
 
 
 def _packed(results: dict[str, dict]) -> dict:
