@@ -54,6 +54,9 @@ ALLOWED_SKIPS = {
     'this jaxlib does not know the flag': 'the fast CPU flag needs a recent jaxlib',
     'needs VmHWM': 'peak memory is read from Linux /proc',
     'needs Linux': 'peak memory is read from Linux /proc',
+    'needs torch': 'converting reads PyTorch files with torch.load and the mirrors fill '
+                   'torch modules; torch is optional (the parity checks run from '
+                   'tests/data/references without it)',
 }
 _SKIPPED: list[tuple[str, str]] = []
 

@@ -1,5 +1,8 @@
-"""python -m jaxderain.convert: errors without torch; a round trip where torch exists."""
+"""python -m jaxderain.convert: clear errors for files that are not state_dicts, and a round
+trip through the converted checkpoint. All need torch: the command reads checkpoints with
+torch.load (without torch it says so in one line, tests/test_cli.py)."""
 
+import importlib.util
 import json
 import pathlib
 import re
@@ -9,6 +12,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+needs_torch = pytest.mark.skipif(importlib.util.find_spec('torch') is None,
+                                 reason='needs torch (not a requirement)')
 
 
 def convert(*args):
@@ -24,8 +29,9 @@ def error_line(result):
   return lines[0]
 
 
+@needs_torch
 def test_a_state_dict_of_another_architecture_is_one_short_line(tmp_path):
-  torch = pytest.importorskip('torch')
+  import torch  # pylint: disable=g-import-not-at-top
   from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
   state = official_state('swinir', dict(grid.MODELS['swinir']['smoke']))
   weights = tmp_path / 'swinir.pt'
@@ -41,8 +47,9 @@ def test_a_state_dict_of_another_architecture_is_one_short_line(tmp_path):
   assert not (tmp_path / 'w').exists()
 
 
+@needs_torch
 def test_a_pickled_whole_model_is_one_line_saying_what_to_pass(tmp_path):
-  torch = pytest.importorskip('torch')
+  import torch  # pylint: disable=g-import-not-at-top
   weights = tmp_path / 'model.pt'
   torch.save(torch.nn.Linear(2, 2), weights)  # the whole module, not its state_dict
   result = convert('--config=configs/grid.py:rcdnet,medium,8,scale=smoke',
@@ -62,9 +69,9 @@ NOT_STATE_DICTS = {
 }
 
 
+@needs_torch
 def test_files_that_are_not_state_dicts_are_one_clear_line_each(tmp_path):
   """read_state_dict in a fresh process (importing jaxderain.convert defines its flags)."""
-  pytest.importorskip('torch')
   script = ['import json, sys, torch', 'from jaxderain import convert, errors',
             'messages = {}']
   for name, (value, _) in NOT_STATE_DICTS.items():
@@ -104,9 +111,10 @@ def official_state(arch, model_options):
   return as_torch_state(models.create('spdnet', model_options, seed=1))
 
 
+@needs_torch
 @pytest.mark.parametrize('arch', ['rcdnet', 'spdnet', 'swinir'])
 def test_official_weights_convert_and_evaluate(tmp_path, arch):
-  torch = pytest.importorskip('torch')
+  import torch  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top

@@ -9,6 +9,7 @@ from flax import nnx
 from jaxderain import models
 from jaxderain.errors import CheckpointError
 from jaxderain.models import rcdnet
+import make_references
 
 SMALL = dict(num_stages=3, num_kernels=4, num_z=4, num_blocks=1, kernel_size=5)
 
@@ -142,59 +143,18 @@ def official_state_dict(seed, num_stages, num_kernels, num_z, num_blocks, kernel
   return state
 
 
-def torch_reference(torch, state, rainy, num_stages, num_blocks):
-  """The official Mainnet.forward in eval mode in torch functional ops: (b0, b, r) as
-  numpy NCHW on the 0-255 scale for numpy NCHW `rainy` on that scale."""
-  f = torch.nn.functional
-  s = {key: torch.from_numpy(value) for key, value in state.items()}
-
-  def prox(prefix, letter, h):
-    for n in range(1, num_blocks + 1):
-      p = f'{prefix}.res{letter}{n}.'
-      y = h
-      for conv, bn in (('0', '1'), ('3', '4')):
-        y = f.conv2d(y, s[p + conv + '.weight'], s[p + conv + '.bias'], padding=1)
-        y = f.batch_norm(y, s[p + bn + '.running_mean'], s[p + bn + '.running_var'],
-                         s[p + bn + '.weight'], s[p + bn + '.bias'], eps=1e-5)
-        y = f.relu(y) if conv == '0' else y
-      h = f.relu(h + y)
-    return f.relu(h - s[prefix + '.tau']) if letter == 'm' else h
-
-  pad = s['weight0'].shape[-1] // 2
-  c0, c = s['weight0'] / 10, s['conv'][1] / 10
-  o = torch.from_numpy(rainy)
-  out = prox('xnet', 'x', torch.cat([o, f.conv2d(o, s['w_z_f'], padding=1)], 1))
-  b0, z = out[:, :3], out[:, 3:]
-  m = prox('m_stage.0', 'm', f.conv_transpose2d(f.relu(o - b0 - s['tau']), c0, padding=pad))
-  r = f.conv2d(m, c, padding=pad)
-  out = prox('x_stage.0', 'x', torch.cat([b0 - s['eta2'] / 10 * (b0 - (o - r)), z], 1))
-  bs, rs = [out[:, :3]], [r]
-  for i in range(num_stages - 1):
-    b, z = out[:, :3], out[:, 3:]
-    gradient = f.conv_transpose2d(r - (o - b), c, padding=pad)
-    m = prox(f'm_stage.{i + 1}', 'm', m - s['eta11'][i] / 10 * gradient)
-    r = f.conv2d(m, c, padding=pad)
-    b = b - s['eta12'][i] / 10 * (b - (o - r))
-    out = prox(f'x_stage.{i + 1}', 'x', torch.cat([b, z], 1))
-    bs.append(out[:, :3])
-    rs.append(r)
-  bs.append(prox('fxnet', 'x', out)[:, :3])
-  return [t.numpy() for t in (b0, torch.stack(bs), torch.stack(rs))]
-
-
 def test_conversion_matches_torch_functional_reference():
-  torch = pytest.importorskip('torch')
-  state = official_state_dict(0, **SMALL)
+  """The converted model in eval mode against the official Mainnet.forward run by torch
+  functional ops (stored by tests/make_references.py: the state_dict, the images and
+  (b0, b, r), NCHW on the 0-255 scale)."""
+  reference = make_references.load('rcdnet')
   model = small_model(seed=1)
-  rcdnet.convert_torch_state(state, model)
+  rcdnet.convert_torch_state(make_references.group(reference, 'state'), model)
   model.eval()
-  x = images(6, (2, 15, 21, 3))
-  ours = model(x)
-  nchw = np.asarray(x).transpose(0, 3, 1, 2) * 255
-  reference = torch_reference(torch, state, nchw, SMALL['num_stages'], SMALL['num_blocks'])
-  for name, a, b in zip(('b0', 'b', 'r'), ours, reference):
-    np.testing.assert_allclose(np.moveaxis(np.asarray(a) * 255, -1, -3), b, rtol=1e-5,
-                               atol=1e-3, err_msg=name)
+  ours = model(jnp.asarray(reference['images']))
+  for name, a in zip(('b0', 'b', 'r'), ours):
+    np.testing.assert_allclose(np.moveaxis(np.asarray(a) * 255, -1, -3), reference[name],
+                               rtol=1e-5, atol=1e-3, err_msg=name)
 
 
 def test_conversion_names_missing_unexpected_and_mismatched_keys():

@@ -1,7 +1,6 @@
 """SPDNet: Haar transforms, shapes, parameter count, gradients, jit, losses and the
-conversion of official state_dicts (checked against PyTorch functional ops if installed)."""
-
-import math
+conversion of official state_dicts (checked against what PyTorch functional ops and
+PyWavelets computed, stored in tests/data/references)."""
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +11,7 @@ from jax.interpreters import partial_eval as pe
 
 from jaxderain.errors import CheckpointError
 from jaxderain.models import spdnet, torch_layout
+import make_references
 
 SMOKE = dict(n_feats=4, n_resblocks=1)
 
@@ -70,15 +70,16 @@ def test_haar_hand_computed_and_perfect_reconstruction():
 
 
 def test_haar_matches_pywt():
-  pywt = pytest.importorskip('pywt')
-  x = np.random.default_rng(0).normal(size=(1, 7, 10, 1))
+  """Against pywt.dwt2 / idwt2 ('haar', mode 'zero') of a 7 x 10 array, as stored by
+  tests/make_references.py: ll, lh, hl, hh are pywt's cA, cH, cV, cD."""
+  reference = make_references.load('haar')
+  x = reference['x'][None, :, :, None]
   ll, lh, hl, hh = (np.asarray(b)[0, :, :, 0] for b in spdnet.haar_dwt(jnp.asarray(x)))
-  c_a, (c_h, c_v, c_d) = pywt.dwt2(x[0, :, :, 0], 'haar', mode='zero')
-  for ours, theirs in zip((ll, lh, hl, hh), (c_a, c_h, c_v, c_d)):
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+  for ours, theirs in zip((ll, lh, hl, hh), ('c_a', 'c_h', 'c_v', 'c_d')):
+    np.testing.assert_allclose(ours, reference[theirs], atol=1e-5, err_msg=theirs)
   np.testing.assert_allclose(
       spdnet.haar_idwt(*(b[None, :, :, None] for b in (ll, lh, hl, hh)))[0, :, :, 0],
-      pywt.idwt2((c_a, (c_h, c_v, c_d)), 'haar', mode='zero'), atol=1e-5)
+      reference['idwt2'], atol=1e-5)
 
 
 def test_nearest_indices_follow_pytorch():
@@ -163,116 +164,17 @@ def test_convert_round_trip_ignores_unused_keys_and_names_errors(model):
     np.testing.assert_array_equal(ours, theirs)
 
 
-def torch_reference(images, n_feats, n_blocks, seed=0):
-  """The official forward in PyTorch functional ops, on (B, 3, H, W) 0-255 float64 images.
-
-  Parameters are drawn as first used, under their official state_dict keys.
-  Returns (out3, out2, out1) and the state_dict as numpy arrays.
-  """
-  torch = pytest.importorskip('torch')
-  f = torch.nn.functional
-  generator = torch.Generator().manual_seed(seed)
-  state = {}
-
-  def param(key, *shape):
-    if key not in state:
-      bound = 1 / math.sqrt(math.prod(shape[1:])) if len(shape) > 1 else 0.1
-      state[key] = (2 * torch.rand(*shape, generator=generator, dtype=torch.float64)
-                    - 1) * bound
-    return state[key]
-
-  def conv(key, x, cout, reflect=False):
-    weight, bias = param(f'{key}.weight', cout, x.shape[1], 3, 3), param(f'{key}.bias', cout)
-    if reflect:
-      return f.conv2d(f.pad(x, (1, 1, 1, 1), mode='reflect'), weight, bias)
-    return f.conv2d(x, weight, bias, padding=1)
-
-  def convd(key, x, cout):
-    return torch.relu(conv(f'{key}.conv', x, cout, reflect=True))
-
-  def rb(key, x):
-    c = x.shape[1]
-    res = torch.relu(conv(f'{key}.module_body.2',
-                          torch.relu(conv(f'{key}.module_body.0', x, c)), c))
-    y = torch.relu(f.linear(res.mean((2, 3)), param(f'{key}.se.fc.0.weight', c, c)))
-    y = torch.sigmoid(f.linear(y, param(f'{key}.se.fc.2.weight', c, c)))
-    return res * y[:, :, None, None] + x
-
-  def rir(key, x):
-    h = x
-    for i in range(n_blocks):
-      h = rb(f'{key}.module_body.{i}', h)
-    return torch.relu(conv(f'{key}.module_body.{n_blocks}', h, x.shape[1]) + x)
-
-  haar = torch.tensor([[[1, 1], [1, 1]], [[1, 1], [-1, -1]], [[1, -1], [1, -1]],
-                       [[1, -1], [-1, 1]]], dtype=torch.float64)[:, None] / 2  # ll lh hl hh
-
-  def dwt_pack(x):
-    c = x.shape[1]
-    x = f.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
-    ll, lh, hl, hh = (f.conv2d(x, k.expand(c, 1, 2, 2), stride=2, groups=c) for k in haar)
-    return torch.cat([lh, hl, hh, ll], 1)
-
-  def unpack_idwt(x):
-    b, c4, h, w = x.shape
-    bands = x.reshape(b, c4 // 4, 4, h, w).unbind(2)  # ll, lh, hl, hh
-    return sum(f.conv_transpose2d(band, k.expand(c4 // 4, 1, 2, 2), stride=2, groups=c4 // 4)
-               for band, k in zip(bands, haar))
-
-  def fuse(key, x, y):
-    c = x.shape[1]
-    up = f.conv_transpose2d(f.pad(x, (1, 1, 1, 1), mode='reflect'),
-                            param(f'{key}.up.conv2d.weight', c, c, 3, 3),
-                            param(f'{key}.up.conv2d.bias', c), stride=2)
-    up = f.interpolate(torch.relu(up), size=y.shape[2:])
-    return torch.relu(rb(f'{key}.rb', up + y))
-
-  def prior(key, x, p):
-    c = x.shape[1]
-    attention = torch.sigmoid(conv(f'{key}.query_conv', x, c) * conv(f'{key}.key_conv', p, c))
-    ax, ap = x * attention, p * attention
-    xg = conv(f'{key}.gamma1', torch.cat((x, ax), 1), 2)
-    pg = conv(f'{key}.gamma2', torch.cat((p, ap), 1), 2)
-    return x * xg[:, :1] + ax * xg[:, 1:], p * pg[:, :1] + ap * pg[:, 1:]
-
-  def subnet(key, x, res):
-    c = x.shape[1]
-    x1 = convd(f'{key}.fuse_res', torch.cat(prior(f'{key}.prior', x, res), 1), c)
-    x2 = convd(f'{key}.DWT_2', dwt_pack(x1), c)
-    x3 = convd(f'{key}.DWT_3', dwt_pack(x2), c)
-    for col in (1, 2, 3):
-      x1, x2, x3 = (rir(f'{key}.branch{i}_{col}', h) for i, h in ((1, x1), (2, x2), (3, x3)))
-    x2 = fuse(f'{key}.fuse23', unpack_idwt(convd(f'{key}.IDWT_3', x3, 4 * c)), x2)
-    return fuse(f'{key}.fuse12', unpack_idwt(convd(f'{key}.IDWT_2', x2, 4 * c)), x1)
-
-  def residue_features(key, x):
-    res = (x.max(1, keepdim=True)[0] - x.min(1, keepdim=True)[0]).repeat(1, 3, 1, 1)
-    return rir(f'{key}.extra', convd(f'{key}.conv_init2',
-                                     convd(f'{key}.conv_init1', res, n_feats // 2), n_feats))
-
-  x = torch.from_numpy(images)
-  x_init = convd('conv_init2', convd('conv_init1', x, n_feats // 2), n_feats)
-  x1 = subnet('sub1', x_init, residue_features('res_extra1', x))
-  out1 = conv('output1', x1, 3)
-  x2 = subnet('sub2', convd('ag1', torch.cat((x1, x_init), 1), n_feats),
-              residue_features('res_extra2', out1))
-  out2 = conv('output2', convd('ag2_en', torch.cat([x2, x1], 1), n_feats), 3)
-  x3 = subnet('sub3', convd('ag2', torch.cat((x2, x1, x_init), 1), n_feats),
-              residue_features('res_extra3', out2))
-  out3 = conv('output3', convd('ag_en', torch.cat([x3, x2, x1], 1), n_feats), 3)
-  return [o.numpy() for o in (out3, out2, out1)], {k: v.numpy() for k, v in state.items()}
-
-
 def test_converted_model_matches_torch_functional_reference():
-  images = np.random.default_rng(0).uniform(size=(2, 13, 18, 3))  # NHWC in [0, 1]
-  references, state = torch_reference(images.transpose(0, 3, 1, 2) * 255,
-                                      SMOKE['n_feats'], SMOKE['n_resblocks'])
+  """The converted float64 model against the official forward run by torch functional ops
+  in float64 (stored by tests/make_references.py: state_dict, images, out3, out2, out1)."""
+  reference = make_references.load('spdnet')
   with jax.enable_x64(True):
     model = nnx.eval_shape(lambda: spdnet.SPDNet(**SMOKE, rngs=nnx.Rngs(0),
                                                  param_dtype=jnp.float64))
-    spdnet.convert_torch_state(state, model)
-    outputs = model(jnp.asarray(images))  # eager: XLA compiles this float64 net slowly
-  for ours, reference in zip(outputs, references):
-    reference = reference.transpose(0, 2, 3, 1) / 255
-    np.testing.assert_allclose(np.asarray(ours), reference, rtol=0,
-                               atol=1e-9 * np.ptp(reference))
+    spdnet.convert_torch_state(make_references.group(reference, 'state'), model)
+    outputs = model(jnp.asarray(reference['images']))  # eager: XLA compiles it slowly
+  for name, ours in zip(('out3', 'out2', 'out1'), outputs):
+    expected = reference[name].transpose(0, 2, 3, 1) / 255
+    assert ours.dtype == expected.dtype == np.float64
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=0,
+                               atol=1e-9 * np.ptp(expected), err_msg=name)

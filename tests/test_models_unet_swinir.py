@@ -1,5 +1,6 @@
 """The UNet and SwinIR: sizes, parameter counts, gradients, jit, shifted-window masks and
-loading official (PyTorch) SwinIR weights, checked against torch.nn.functional."""
+loading official (PyTorch) SwinIR weights, checked against what torch.nn.functional
+computed (tests/data/references)."""
 
 import math
 
@@ -11,6 +12,7 @@ from flax import nnx
 
 from jaxderain.errors import CheckpointError
 from jaxderain.models import swinir, unet
+import make_references
 
 SMALL = {
     'unet': (unet.UNet, dict(features=8)),
@@ -207,120 +209,24 @@ def test_convert_rejects_missing_unexpected_and_misshapen_keys(small_models):
   np.testing.assert_array_equal(np.asarray(model.conv_first.kernel[...]), before)
 
 
-class TorchReference:
-  """The official SwinIR forward written with torch.nn.functional on a state_dict."""
-
-  def __init__(self, torch, state, config):
-    self.torch, self.functional = torch, torch.nn.functional
-    self.state = {name: torch.from_numpy(value) for name, value in state.items()}
-    self.config = {**SMALL['swinir'][1], **config}
-
-  def layer_norm(self, x, prefix):
-    return self.functional.layer_norm(x, x.shape[-1:], self.state[prefix + '.weight'],
-                                      self.state[prefix + '.bias'], eps=1e-5)
-
-  def linear(self, x, prefix):
-    return self.functional.linear(x, self.state[prefix + '.weight'],
-                                  self.state[prefix + '.bias'])
-
-  def conv(self, x, prefix):
-    """(B, H, W, C) -> (B, H, W, C') via torch's NCHW conv2d."""
-    y = self.functional.conv2d(x.permute(0, 3, 1, 2), self.state[prefix + '.weight'],
-                               self.state[prefix + '.bias'], padding=1)
-    return y.permute(0, 2, 3, 1)
-
-  def partition(self, x, size):
-    batch, height, width, channels = x.shape
-    x = x.view(batch, height // size, size, width // size, size, channels)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, size * size, channels)
-
-  def reverse(self, windows, size, height, width):
-    x = windows.view(-1, height // size, width // size, size, size, windows.shape[-1])
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, windows.shape[-1])
-
-  def mask(self, height, width, size, shift):
-    regions = self.partition(self.torch.from_numpy(
-        official_mask_regions(height, width, size, shift)).float()[None, :, :, None], size)
-    difference = regions[..., 0].unsqueeze(1) - regions[..., 0].unsqueeze(2)
-    return difference.masked_fill(difference != 0, -100.0)
-
-  def attention(self, x, prefix, heads, size, mask):
-    torch = self.torch
-    windows, tokens, dim = x.shape
-    qkv = self.linear(x, prefix + 'qkv').reshape(windows, tokens, 3, heads, dim // heads)
-    query, key, value = qkv.permute(2, 0, 3, 1, 4)
-    logits = (query * (dim // heads)**-0.5) @ key.transpose(-2, -1)
-    coords = torch.flatten(torch.stack(torch.meshgrid(
-        torch.arange(size), torch.arange(size), indexing='ij')), 1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + size - 1
-    index = relative[..., 0] * (2 * size - 1) + relative[..., 1]
-    bias = self.state[prefix + 'relative_position_bias_table'][index.view(-1)]
-    logits = logits + bias.view(tokens, tokens, -1).permute(2, 0, 1).unsqueeze(0)
-    if mask is not None:
-      logits = (logits.view(-1, mask.shape[0], heads, tokens, tokens)
-                + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, tokens, tokens)
-    out = (logits.softmax(-1) @ value).transpose(1, 2).reshape(windows, tokens, dim)
-    return self.linear(out, prefix + 'proj')
-
-  def block(self, x, prefix, heads, shift):
-    """One Swin block on (B, H, W, C)."""
-    size, (height, width) = self.config['window_size'], x.shape[1:3]
-    h = self.layer_norm(x, prefix + 'norm1')
-    if shift:
-      h = self.torch.roll(h, (-shift, -shift), (1, 2))
-    mask = self.mask(height, width, size, shift) if shift else None
-    h = self.reverse(self.attention(self.partition(h, size), prefix + 'attn.', heads, size,
-                                    mask), size, height, width)
-    if shift:
-      h = self.torch.roll(h, (shift, shift), (1, 2))
-    x = x + h
-    hidden = self.functional.gelu(self.linear(self.layer_norm(x, prefix + 'norm2'),
-                                              prefix + 'mlp.fc1'))
-    return x + self.linear(hidden, prefix + 'mlp.fc2')
-
-  def __call__(self, images):
-    """(B, H, W, 3) -> (B, H, W, 3), padding as the official check_image_size."""
-    size, (height, width) = self.config['window_size'], images.shape[1:3]
-    padded = self.functional.pad(images.permute(0, 3, 1, 2),
-                                 (0, -width % size, 0, -height % size), 'reflect')
-    padded = padded.permute(0, 2, 3, 1)
-    shallow = self.conv(padded - self.torch.tensor([0.4488, 0.4371, 0.4040]), 'conv_first')
-    h = self.layer_norm(shallow, 'patch_embed.norm')
-    for i, (depth, heads) in enumerate(zip(self.config['depths'],
-                                           self.config['num_heads'])):
-      skip = h
-      for j in range(depth):
-        h = self.block(h, f'layers.{i}.residual_group.blocks.{j}.', heads,
-                       0 if j % 2 == 0 else size // 2)
-      h = skip + self.conv(h, f'layers.{i}.conv')
-    deep = self.conv(self.layer_norm(h, 'norm'), 'conv_after_body') + shallow
-    return (padded + self.conv(deep, 'conv_last'))[:, :height, :width]
-
-
 def test_converted_weights_match_torch_layers_and_the_whole_model(small_models):
-  torch = pytest.importorskip('torch')
-  state = random_official_state()
+  """Official weights converted, against the official forward and some of its layers run
+  by torch functional ops (stored by tests/make_references.py)."""
+  reference = make_references.load('swinir')
   model = nnx.clone(small_models['swinir'])
-  swinir.convert_torch_state(state, model)
-  reference = TorchReference(torch, state, {})
-  rng = np.random.default_rng(0)
+  swinir.convert_torch_state(make_references.group(reference, 'state'), model)
+  layer, index = make_references.SWINIR_BLOCK
+  block = model.layers[layer].residual_group.blocks[index]
+  height, width = reference['features'].shape[1:3]
 
-  def check(flax_fn, torch_fn, x):
-    with torch.no_grad():
-      expected = torch_fn(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.asarray(flax_fn(jnp.asarray(x))), expected, atol=1e-5,
-                               rtol=1e-5)
+  def attention(x):
+    windows = block.attn(swinir.window_partition(x, 8),
+                         swinir.shifted_window_mask(height, width, 8, 4))
+    return swinir.window_reverse(windows, 8, height, width)
 
-  images = rng.uniform(size=(2, 37, 41, 3)).astype(np.float32)
-  check(model.conv_first, lambda x: reference.conv(x, 'conv_first'), images)
-  features = rng.standard_normal((2, 24, 40, 16)).astype(np.float32)
-  prefix = 'layers.1.residual_group.blocks.1.'
-  block = model.layers[1].residual_group.blocks[1]
-  check(block.norm1, lambda x: reference.layer_norm(x, prefix + 'norm1'), features)
-  check(block.attn.qkv, lambda x: reference.linear(x, prefix + 'attn.qkv'), features)
-  windows = swinir.window_partition(features, 8)
-  check(lambda x: block.attn(x, swinir.shifted_window_mask(24, 40, 8, 4)),
-        lambda x: reference.attention(x, prefix + 'attn.', 2, 8,
-                                      reference.mask(24, 40, 8, 4)), np.asarray(windows))
-  check(block, lambda x: reference.block(x, prefix, 2, 4), features)
-  check(model, reference, images)
+  layers = {'conv_first': model.conv_first, 'norm1': block.norm1, 'qkv': block.attn.qkv,
+            'attention': attention, 'block': block, 'model': model}
+  assert layers.keys() == make_references.SWINIR_LAYER_INPUTS.keys()
+  for name, (source, part) in make_references.SWINIR_LAYER_INPUTS.items():
+    ours = np.asarray(layers[name](jnp.asarray(reference[source][part])))
+    np.testing.assert_allclose(ours, reference[name], atol=1e-5, rtol=1e-5, err_msg=name)

@@ -24,7 +24,7 @@ from absl import flags
 
 from jaxderain import cli
 from jaxderain.configs import grid as grid_config
-from jaxderain.errors import ConfigError, DataError
+from jaxderain.errors import ConfigError, DataError, WorkdirBusy
 from jaxderain.study import (complexity, folders, grids, plan, primary, results, status,
                              sweep, unseen)
 from jaxderain.study.results import TEST_RAINS
@@ -106,6 +106,20 @@ def _run(points, out) -> dict:
                       cpus_per_point=_CPUS_PER_POINT.value, retries=_RETRIES.value)
 
 
+def _pack(study: folders.StudyFolder) -> tuple[list[str], list[str]]:
+  """Pack each done point's eval files into its results.json, holding the point's lock
+  (a point in use is left out); returns (packed, in use) point names."""
+  packed, busy = [], []
+  for point in study.points():
+    try:
+      with hold(point.path, 'packing results', '--out'):
+        if point.done_record_or_none() and point.pack():
+          packed.append(point.name)
+    except WorkdirBusy:
+      busy.append(point.name)
+  return packed, busy
+
+
 def main(argv):
   commands = ('run', 'report', 'complexity', 'status', 'plan', 'unseen', 'pack')
   if len(argv) != 2 or argv[1] not in commands:
@@ -132,9 +146,9 @@ def main(argv):
   elif argv[1] == 'plan':
     print('\n'.join(plan.lines(plan.plan(_GRID.value, _SCALE.value, _GPUS.value, _seeds()))))
   elif argv[1] == 'pack':
-    packed = [p.name for p in folders.StudyFolder(_require_out()).points()
-              if p.done_record_or_none() and p.pack()]
-    print(f'packed {len(packed)} points into their results.json')
+    packed, busy = _pack(folders.StudyFolder(_require_out()))
+    print(f'packed {len(packed)} points into their results.json' +
+          (f'; {len(busy)} in use, left for later: {", ".join(busy)}' if busy else ''))
   elif argv[1] == 'unseen':
     print('\n'.join(unseen.lines(unseen.shares(_DATA_DIR.value))))
   elif argv[1] == 'report':

@@ -39,6 +39,7 @@ from jaxderain.study.figures import FIGURES, draw as draw_figures
 from jaxderain.study.folders import StudyFolder
 from jaxderain.study.results import PointResult, Row, curves, order_key
 from jaxderain.study.statistics import Interval
+from jaxderain.workdir import hold
 
 DEFAULT_UNITS = 'E_R, E_B and PSNR on the 0-255 scale'
 
@@ -455,8 +456,9 @@ def cli(out_dir, figures: bool = True, test_rain: str = 'auto',
   """`python -m jaxderain.study report --out=OUT [--test_rain=R] [--grid=G --scale=S]`:
   write the report, print the verdicts (NotFoundError when OUT holds no study). With the
   grid, its points not in OUT are listed as not run."""
-  report = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected,
-                        previous_rung=previous_rung)
+  with hold(StudyFolder(out_dir).report_dir(test_rain), 'writing the report', '--out'):
+    report = write_report(out_dir, figures=figures, test_rain=test_rain, expected=expected,
+                          previous_rung=previous_rung)
   for verdict in report.verdicts:
     print(f'claim {verdict.claim}: {_verdict_cell(verdict)}; exploratory: '
           f'{_outcome_cell(verdict.exploratory)}; secondary agreeing: '

@@ -32,6 +32,7 @@ from jaxderain.configs import grid as grid_config
 from jaxderain.errors import ConfigError, UserError
 from jaxderain.study.folders import DoneRecord, StudyFolder
 from jaxderain.study.grids import Point
+from jaxderain.workdir import hold
 
 # Every study point evaluates its last three checkpoints, saved at 80, 90 and 100% of
 # training, so metrics are means over the end of training rather than one checkpoint.
@@ -145,22 +146,26 @@ def _run_point(point: Point, study: StudyFolder, shared_seconds: float, first_st
   whose seconds time this run from `first_step` (the checkpoint it resumed from, 0 if
   fresh); False, with the reason in `failures`, if it cannot run (a UserError)."""
   folder = study.point(point.name)
-  folder.clear_failure()  # it failed before; it runs again now
   point_start = time.time()
   try:
-    config = point_config(point)
-    experiment.train(config, str(folder.path))
-    results = experiment.evaluate(config, str(folder.path))
+    with hold(folder.path, 'study point (training, evaluation, records)', '--out'):
+      folder.clear_failure()  # it failed before; it runs again now
+      try:
+        config = point_config(point)
+        experiment.train(config, str(folder.path))
+        results = experiment.evaluate(config, str(folder.path))
+      except UserError as error:
+        folder.record_failure(str(error))
+        raise
+      folder.pack()
+      folder.write_done(DoneRecord(
+          arg=point.arg, seconds=time.time() - point_start + shared_seconds,
+          resumed_from_step=first_step,
+          results=tuple(sorted(f'{name}.json' for name in results)), **machine()))
   except UserError as error:
     failures[point.name] = str(error)
     logging.error('Point %s failed: %s', point.name, error)
-    folder.record_failure(str(error))
     return False
-  folder.pack()
-  folder.write_done(DoneRecord(
-      arg=point.arg, seconds=time.time() - point_start + shared_seconds,
-      resumed_from_step=first_step, results=tuple(sorted(f'{name}.json' for name in results)),
-      **machine()))
   return True
 
 
