@@ -10,17 +10,20 @@ orientation applied; greyscale, alpha and 16-bit greyscale kept). A file that is
 usable image (animated ones included) is reported by name and skipped (--strict stops
 instead). Before any work: an output never lands on an input or on another output (it is
 named <stem>_<suffix>.png instead), an existing file is replaced only with --overwrite, and
-OUTPUT must be writable with room for the PNGs.
+OUTPUT must be writable with room for the PNGs. A run stopped part way (SIGTERM: exit 143,
+its partial file removed; or killed) resumes when rerun, keeping the outputs written.
 """
 
 import ctypes
 import json
 import logging
+import signal
+import sys
 
 from absl import flags
 
 from jaxderain import cli, experiment
-from jaxderain.errors import ConfigError, DataError
+from jaxderain.errors import PREEMPTED_EXIT_CODE, ConfigError, DataError
 from jaxderain.eval.photos import (check_output_folder, derain_files, plan,
                                    remove_stale_partials)
 
@@ -49,8 +52,21 @@ def _unmap_large_blocks_when_freed() -> None:
     pass
 
 
+def _stop_on_sigterm() -> None:
+  """SIGTERM leaves through the normal exit path (exit 143), so the PNG being written
+  removes its partial file; the outputs written so far stay, and a rerun resumes."""
+  def stop(signum, frame):
+    del signum, frame
+    print('jaxderain: derain stopped by SIGTERM; rerun the same command to resume.',
+          file=sys.stderr)
+    sys.exit(PREEMPTED_EXIT_CODE)
+
+  signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv):
   cli.no_arguments(argv)
+  _stop_on_sigterm()
   _unmap_large_blocks_when_freed()
   if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
     raise ConfigError(f'--tile must be a positive multiple of 32 and --overlap in [0, '

@@ -8,8 +8,10 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -185,3 +187,30 @@ def test_an_os_error_at_a_commands_edge_is_one_line_naming_path_and_errno(code, 
   assert isinstance(message, str) and '\n' not in message
   assert message.startswith('error: /data/runs/x: ') and errno.errorcode[code] in message
   assert fix in message
+
+
+def test_sigterm_during_derain_removes_the_partial_file_and_the_rerun_resumes(
+    smoke_workdir, tmp_path):
+  folder, out = tmp_path / 'in', tmp_path / 'out'
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(folder / 'a_small.png')
+  Image.fromarray(rng.integers(0, 256, (1600, 1600, 3), np.uint8)).save(folder / 'b_large.png')
+  command = [sys.executable, '-m', 'jaxderain.derain', f'--workdir={smoke_workdir}',
+             f'--input={folder}', f'--output={out}', '--tile=32', '--overlap=8']
+  run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+  while not list(out.glob('.b_large.png.*.partial')):  # the stop point: mid-write
+    assert run.poll() is None, 'derain finished before it was stopped'
+    time.sleep(0.01)
+  run.send_signal(signal.SIGTERM)
+  _, stderr = run.communicate(timeout=300)
+  assert run.returncode == 143 and 'stopped by SIGTERM' in stderr, stderr[-3000:]
+  assert sorted(p.name for p in out.iterdir()) == ['.derain.json', 'a_small.png']
+  first = (out / 'a_small.png').read_bytes()
+  rerun = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         check=False)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert json.loads(rerun.stdout.strip().splitlines()[-1])['written'] == 1  # only b_large
+  assert (out / 'a_small.png').read_bytes() == first
+  assert Image.open(out / 'b_large.png').size == (1600, 1600)
