@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,8 @@ from PIL import Image
 
 from conftest import ROOT, SMOKE_POINT, run_commands
 from jaxderain import cli, convert, experiment
-from jaxderain.errors import CheckpointError, NonFiniteError
+from jaxderain.configs import checks, grid
+from jaxderain.errors import CheckpointError, ConfigError, NonFiniteError
 from jaxderain.eval import evaluate
 from jaxderain.train import checkpoints
 
@@ -214,3 +216,39 @@ def test_sigterm_during_derain_removes_the_partial_file_and_the_rerun_resumes(
   assert json.loads(rerun.stdout.strip().splitlines()[-1])['written'] == 1  # only b_large
   assert (out / 'a_small.png').read_bytes() == first
   assert Image.open(out / 'b_large.png').size == (1600, 1600)
+
+
+def value_the_message_allows(message: str, kind: type):
+  """A value inside the range a range error states ('in [0, 1)', '> 0', '>= 1')."""
+  found = re.search(r'must be (?:in ([\[(])(\S+), (\S+?)([\])])|([>]=?) (\S+)), got', message)
+  assert found, message
+  if found.group(5):
+    low, inclusive = float(found.group(6)), found.group(5) == '>='
+    value = low if inclusive else low + (1 if kind is int else 0.5)
+  else:
+    low, high = float(found.group(2)), float(found.group(3))
+    value = low if found.group(1) == '[' else (low + high) / 2
+  return kind(value)
+
+
+@pytest.mark.parametrize('field', [f for f in grid.FIELDS if f.low is not None],
+                         ids=lambda f: f.name)
+def test_every_range_error_states_a_range_whose_values_are_accepted(field):
+  config = grid.get_config(SMOKE_POINT.split(':')[1])
+  below = field.low - 1 if field.kind is int else field.low - 0.5
+  assert set_config(config, field.name, field.kind(below))
+  with pytest.raises(ConfigError, match=f'config.{field.name} must be .* set '
+                                        f'--config.{field.name}') as refused:
+    checks.check(config)
+  assert set_config(config, field.name, value_the_message_allows(str(refused.value),
+                                                                 field.kind))
+  checks.check(config)  # the advised value is accepted
+
+
+def set_config(config, name: str, value) -> bool:
+  *parents, leaf = name.split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  return node[leaf] == value
