@@ -10,6 +10,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,8 +25,9 @@ from PIL import Image
 
 from conftest import ROOT, SMOKE_POINT, run_commands
 from jaxderain import cli, convert, experiment
+from jaxderain import workdir as workdir_lock
 from jaxderain.configs import checks, grid
-from jaxderain.errors import CheckpointError, ConfigError, NonFiniteError
+from jaxderain.errors import CheckpointError, ConfigError, NonFiniteError, WorkdirError
 from jaxderain.eval import evaluate
 from jaxderain.train import checkpoints
 
@@ -252,3 +254,33 @@ def set_config(config, name: str, value) -> bool:
     node = node[part]
   node[leaf] = value
   return node[leaf] == value
+
+
+def test_convert_on_a_workdir_another_process_trains_is_refused_and_changes_nothing(
+    trained):
+  training = subprocess.Popen(['sleep', '120'])  # stands for the live training process
+  try:
+    (trained / 'run.lock').write_text(json.dumps(
+        {'host': socket.gethostname(), 'pid': training.pid, 'purpose': 'training',
+         'started': 'now'}))
+    before = (trained / 'config.json').read_bytes()
+    result, = run_commands('jaxderain.convert', [
+        '--config=configs/grid.py:swinir,medium,8,scale=smoke',
+        f'--torch={trained / "missing.pt"}', f'--workdir={trained}'])
+  finally:
+    training.kill()
+    training.wait()
+  lines = error_lines(result)
+  assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
+  assert f'in use: training by PID {training.pid}' in lines[0]
+  assert (trained / 'config.json').read_bytes() == before
+
+
+def test_a_read_only_filesystem_under_the_lock_is_one_line(tmp_path, monkeypatch):
+  def read_only(self, *args, **kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+  monkeypatch.setattr(pathlib.Path, 'mkdir', read_only)
+  with pytest.raises(WorkdirError, match=r'run is not writable \(Read-only file system\)'):
+    with workdir_lock.hold(tmp_path / 'run', 'training'):
+      pass
