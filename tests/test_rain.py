@@ -158,3 +158,104 @@ def test_streak_shapes_recover_angle_and_order_length_and_width():
       assert shapes[(angle, 30, width)][1] > 1.5 * shapes[(angle, 10, width)][1]
     for length in (10, 30):
       assert shapes[(angle, length, 9)][2] > shapes[(angle, length, 1)][2] + 0.5
+
+
+# Table 1 coverage: the drawn angles, lengths, widths and quantities must reach both ends
+# of their range, not only stay inside it. Each image is measured against the same image
+# (same key: the same seeds) drawn with that parameter pinned at reference values: the
+# range's low end, midpoint and high end (for the widths, each listed width). An image is
+# at the low (high) end when its measurement is nearest the low (high) reference: for a
+# continuous parameter, when it lies in the quarter of the range next to that end. A
+# uniform draw puts about a quarter of the images at each end (1/len(widths) for the
+# widths), a draw stuck anywhere in the range none. The check asks for SPAN_SHARE at each
+# end, i.e. the 10th percentile in the lowest quarter and the 90th in the highest: over
+# five keys the Table 1 ranges gave 15-42% at every end, stuck draws 0%.
+SPAN_AXES = {'angle': 'angle', 'length': 'length', 'width': 'widths', 'density': 'quantity'}
+SPAN_SHARE = 0.10
+SPAN_IMAGES, SPAN_SIZE = 48, 128
+# Shapes are measured on sparse streaks (quantity 30, about 19 per image) without the Levels
+# step, so that few streaks cross and each is thresholded at the same share of its own
+# peak: stats.streak_shapes then reads the rendered angle, length and width of every
+# streak (the dense Table 1 rain merges crossing streaks into blobs). The shape draws do not
+# depend on the quantity or the Levels.
+SHAPE_RENDERING = {'quantity': (30, 30), 'levels': (0.0, 1.0)}
+
+
+def _pinned(spec, axis, value):
+  field = SPAN_AXES[axis]
+  return dataclasses.replace(spec, **{field: (value,) if field == 'widths' else (value, value)})
+
+
+def _span_measure(synthesize, spec, axis, images):
+  """Per image: the median streak angle, length or width (stats.streak_shapes), or the
+  density. Density is read before the Levels step, where the layer is shot noise (with
+  streak-free pixels at 0) divided by its maximum: mean^2 / variance is then the number of
+  streaks per kernel area, in proportion to the quantity whatever the brightest crossing."""
+  if axis == 'density':
+    spec = dataclasses.replace(spec, levels=(0.0, 1.0))
+  else:
+    spec = dataclasses.replace(spec, **SHAPE_RENDERING)
+  layers = np.asarray(synthesize(jax.random.key(11), images, SPAN_SIZE, SPAN_SIZE,
+                                 spec))[..., 0]
+  if axis == 'density':
+    return np.array([x.mean() ** 2 / x.var() for x in layers])
+  column = stats.SHAPE_AXES.index(axis)
+  return np.array([np.median(stats.streak_shapes(x)[:, column]) for x in layers])
+
+
+def span_shares(spec, synthesize=None,
+                images=SPAN_IMAGES) -> dict[str, tuple[float, float]]:
+  """{axis: (share of images at the low end, share at the high end)} for every axis on
+  which `spec` spans more than one value; `synthesize` defaults to rain.synthesize."""
+  synthesize = synthesize or rain.synthesize
+  shares = {}
+  for axis, field in SPAN_AXES.items():
+    values = getattr(spec, field)
+    low, high = min(values), max(values)
+    if low == high:
+      continue
+    references = sorted(values) if field == 'widths' else [low, (low + high) / 2, high]
+    drawn = _span_measure(synthesize, spec, axis, images)
+    measured = np.stack([_span_measure(synthesize, _pinned(spec, axis, v), axis, images)
+                         for v in references])
+    distance = np.abs(measured - drawn)
+    others = lambda i: np.delete(distance, i, axis=0).min(axis=0)
+    shares[axis] = (float((distance[0] < others(0)).mean()),
+                    float((distance[-1] < others(-1)).mean()))
+  return shares
+
+
+def _spans(shares):
+  return {axis: min(pair) >= SPAN_SHARE for axis, pair in shares.items()}
+
+
+@pytest.mark.parametrize('name', ['small', 'medium', 'large'])
+def test_table1_ranges_reach_both_ends(name):
+  shares = span_shares(rain.TRAINING_RANGES[name])
+  expected = {'small': {'angle', 'length', 'density'}}.get(name, set(SPAN_AXES))
+  assert set(shares) == expected  # the small range has one width
+  assert all(_spans(shares).values()), shares
+
+
+def _stuck(key, batch_size, height, width, rain_range):
+  """A broken generator: vertical, 30 px, width 5, quantity 250, whatever the range."""
+  stuck = dataclasses.replace(rain_range, quantity=(250, 250), widths=(5,), length=(30, 30),
+                              angle=(0, 0), mirrored=False)
+  return rain.synthesize(key, batch_size, height, width, stuck)
+
+
+def _collapsed(key, batch_size, height, width, rain_range):
+  """A broken generator that draws every parameter at its range's midpoint."""
+  middle = lambda bounds: ((bounds[0] + bounds[1]) / 2,) * 2
+  widths = rain_range.widths
+  collapsed = dataclasses.replace(
+      rain_range, quantity=middle(rain_range.quantity), widths=(widths[len(widths) // 2],),
+      length=middle(rain_range.length), angle=middle(rain_range.angle))
+  return rain.synthesize(key, batch_size, height, width, collapsed)
+
+
+@pytest.mark.parametrize('broken', [_stuck, _collapsed])
+@pytest.mark.parametrize('name', ['small', 'medium', 'large'])
+def test_the_span_check_fails_for_a_generator_stuck_inside_the_ranges(name, broken):
+  shares = span_shares(rain.TRAINING_RANGES[name], broken, images=16)
+  assert shares and not any(_spans(shares).values()), shares

@@ -69,20 +69,44 @@ def assert_bit_identical(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def kill_when(process, workdir, seen, timeout=120):
-  """SIGKILL `process` as soon as seen(names in WORKDIR/checkpoints) is true."""
-  folder = pathlib.Path(workdir) / 'checkpoints'
-  deadline = time.time() + timeout
-  while time.time() < deadline and process.poll() is None:
-    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    if seen(names):
+def start_paused(workdir, moment, step, log):
+  """launch.py as `start` runs it, pausing at `moment` of checkpoint `step`
+  (tests/paused_launch.py); stderr goes to the file `log`. Returns (process, marker)."""
+  marker = pathlib.Path(workdir).parent / f'{pathlib.Path(workdir).name}.{moment}-{step}'
+  with open(log, 'w') as stderr:
+    process = subprocess.Popen(
+        [sys.executable, 'tests/paused_launch.py', moment, str(step), str(marker),
+         f'--config=configs/grid.py:{ARG}', f'--workdir={workdir}', *FLAGS], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+  return process, marker
+
+
+def wait_for(marker, process, log, timeout=600):
+  """Wait until the paused run has created `marker`; fail with its log if it ends
+  first. (`timeout` only guards against a hang: the run cannot finish while paused.)"""
+  deadline = time.monotonic() + timeout
+  while not marker.exists():
+    if process.poll() is not None or time.monotonic() > deadline:
       process.kill()
-      process.wait()
-      return names
-    time.sleep(0.002)
-  process.kill()
-  process.wait()
-  return None
+      pytest.fail(f'the run ended (code {process.poll()}) before pausing:\n'
+                  f'{pathlib.Path(log).read_text()[-3000:]}')
+    time.sleep(0.01)
+
+
+def kill_at(workdir, moment, step, log):
+  """SIGKILL a run paused at `moment` of checkpoint `step`."""
+  process, marker = start_paused(workdir, moment, step, log)
+  try:
+    wait_for(marker, process, log)
+  finally:
+    process.kill()
+    process.wait()
+
+
+def temporary_steps(workdir):
+  """Steps of orbax's temporary (uncommitted) checkpoint folders."""
+  return sorted(int(p.name.split('.')[0]) for p in (pathlib.Path(workdir) / 'checkpoints')
+                .iterdir() if 'orbax-checkpoint-tmp' in p.name)
 
 
 @pytest.fixture(scope='module')
@@ -99,40 +123,42 @@ def test_same_config_and_seed_give_bit_identical_parameters(reference, tmp_path)
 
 
 def test_sigkill_at_several_moments_then_resume_is_bit_identical(reference, tmp_path):
-  steps = lambda names: [int(n) for n in names if n.isdigit()]
-  moments = [
-      lambda names: any('tmp' in n for n in names),  # during a checkpoint write
-      lambda names: any(s >= 50 for s in steps(names)),  # just after a save
-      lambda names: any('tmp' in n for n in names),  # during a later write
-  ]
-  kills = 0
-  for seen in moments:
-    names = kill_when(start(tmp_path), tmp_path, seen)
-    kills += names is not None
-  assert kills >= 2, 'the runs ended before they could be killed'
-  err = finish(tmp_path)
-  assert 'Resuming from checkpoint at step' in err
-  assert_bit_identical(final_state(tmp_path), reference[1])
+  workdir = tmp_path / 'run'
+  latest = lambda: checkpoints.checkpoint_manager(workdir).latest_step()
+  # Killed while checkpoint 20 is written but not yet renamed into place: step 10 is the
+  # latest, and the resumed run starts there.
+  kill_at(workdir, 'written', 20, tmp_path / 'first.log')
+  assert latest() == 10 and temporary_steps(workdir) == [20]
+  # Killed just after checkpoint 50 is in place.
+  kill_at(workdir, 'committed', 50, tmp_path / 'second.log')
+  assert 'Resuming from checkpoint at step 10' in (tmp_path / 'second.log').read_text()
+  assert latest() == 50
+  # Killed during a later write.
+  kill_at(workdir, 'written', 80, tmp_path / 'third.log')
+  assert 'Resuming from checkpoint at step 50' in (tmp_path / 'third.log').read_text()
+  assert latest() == 70 and 80 in temporary_steps(workdir)
+  err = finish(workdir)
+  assert 'Resuming from checkpoint at step 70' in err
+  assert_bit_identical(final_state(workdir), reference[1])
 
 
 def test_sigterm_saves_the_current_step_exits_143_and_resumes(reference, tmp_path):
-  process = start(tmp_path)
-  folder = tmp_path / 'checkpoints'
-  while process.poll() is None:
-    if folder.is_dir() and '20' in os.listdir(folder):
-      process.send_signal(signal.SIGTERM)
-      break
-    time.sleep(0.002)
-  _, err = process.communicate(timeout=120)
-  if process.returncode == 0:
-    pytest.skip('the run finished before SIGTERM arrived')
-  assert process.returncode == errors.PREEMPTED_EXIT_CODE, err[-2000:]
-  assert 'stopped by SIGTERM at step' in err and 'Traceback' not in err
-  stopped_at = int(err.split('stopped by SIGTERM at step ')[1].split(';')[0])
-  assert 20 <= stopped_at < 120
-  assert checkpoints.checkpoint_manager(tmp_path).latest_step() == stopped_at
-  finish(tmp_path)
-  assert_bit_identical(final_state(tmp_path), reference[1])
+  workdir, log = tmp_path / 'run', tmp_path / 'stopped.log'
+  # The run waits after saving step 20 until SIGTERM has been handled: it cannot end
+  # first, and stops at the next step.
+  process, marker = start_paused(workdir, 'saved', 20, log)
+  try:
+    wait_for(marker, process, log)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=300) == errors.PREEMPTED_EXIT_CODE, log.read_text()[-2000:]
+  finally:
+    process.kill()
+  err = log.read_text()
+  assert 'stopped by SIGTERM at step 21;' in err and 'Traceback' not in err
+  assert checkpoints.checkpoint_manager(workdir).latest_step() == 21
+  err = finish(workdir)
+  assert 'Resuming from checkpoint at step 21' in err
+  assert_bit_identical(final_state(workdir), reference[1])
 
 
 def test_an_interrupted_write_is_never_the_latest(reference, tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,8 +18,9 @@ from jaxderain import cpu_flags, experiment
 from jaxderain import errors
 from jaxderain import workdir as workdir_module
 from jaxderain.configs import checks, grid
+from jaxderain.eval import evaluate, metrics
 from jaxderain.rain import shifts
-from jaxderain.train import loop
+from jaxderain.train import checkpoints, loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -85,6 +87,32 @@ def test_eval_averages_recent_checkpoints_and_checks_training_data(trained, tmp_
   assert recent['E_R'] != results['natural_unseen']['E_R']  # a mean over three steps
   assert results['natural_train']['num_images'] == min(16, config.eval.num_images)
   assert results['natural_train']['rain_fraction'] > 0
+  # Each averaged checkpoint scored on its own: `recent` is the mean of their scores.
+  by_step = scores_one_by_one(config, tmp_path, recent['steps'])
+  for name, result in results.items():
+    assert result['recent']['steps'] == [20, 30, 40]
+    for key in metrics.METRIC_KEYS:
+      alone = [by_step[step][name][key] for step in (20, 30, 40)]
+      assert result['recent'][key] == pytest.approx(np.mean(alone), rel=1e-9, abs=1e-12), (
+          name, key)
+      assert result[key] == pytest.approx(alone[-1], rel=1e-9, abs=1e-12)  # the latest
+    assert len({by_step[step][name]['E_R'] for step in (20, 30, 40)}) == 3
+
+
+def scores_one_by_one(config, workdir, steps) -> dict[int, dict[str, dict]]:
+  """{step: {test set: evaluate.score}} of each checkpoint restored and run alone."""
+  architecture, graphdef, template, _ = experiment.state_template(config)
+  predict = evaluate.make_predict(graphdef, architecture.image)
+  manager = checkpoints.checkpoint_manager(workdir)
+  sets = experiment.test_sets(config)
+  scores = {}
+  for step in steps:
+    state = checkpoints.restore(manager, template, step)
+    assert int(state.step) == step
+    scores[step] = {s.name: evaluate.score(
+        evaluate.run_model(predict, state.params, state.model_state, s.rainy), s,
+        config.eval.rain_threshold) for s in sets}
+  return scores
 
 
 def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
@@ -246,3 +274,55 @@ def test_the_logged_metrics_are_the_means_between_log_steps():
             (2, {'loss': np.float32(3.0), 'grad_norm': np.float32(10.0)}),
             (3, {'loss': np.float32(5.0), 'grad_norm': np.float32(0.0)})]
   assert loop.mean_metrics(logged) == {'loss': 3.0, 'grad_norm': 4.0}
+
+
+def adam_by_hand(gradients, learning_rates, b1, b2, eps=1e-8):
+  """Adam's updates (Kingma and Ba 2015, bias-corrected), float64."""
+  m = v = np.zeros_like(gradients[0], np.float64)
+  updates = []
+  for t, (g, lr) in enumerate(zip(gradients, learning_rates), start=1):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    updates.append(-lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps))
+  return updates
+
+
+def optimizer_updates(tx, gradients):
+  params = jnp.zeros_like(gradients[0])
+  state, update = tx.init(params), jax.jit(tx.update)
+  updates = []
+  for g in gradients:
+    u, state = update(jnp.asarray(g), state, params)
+    updates.append(np.asarray(u, np.float64))
+  return updates
+
+
+@pytest.mark.parametrize('overrides', [{}, dict(b1=0.8, b2=0.95, final_learning_rate=3e-5)])
+def test_the_optimizer_is_adam_with_the_configs_cosine_schedule(overrides):
+  config = smoke_config(**overrides)  # {}: the grid's own b1, b2 and final rate
+  _, _, _, tx = experiment.state_template(config)  # the optimizer training uses
+  total, peak, final = config.total_steps, config.learning_rate, config.final_learning_rate
+  # Cosine annealing from the peak rate at step 0 to the final rate at the last step.
+  cosine = [final + (peak - final) * (1 + math.cos(math.pi * k / total)) / 2
+            for k in range(total + 1)]
+  assert (cosine[0], cosine[total // 2], cosine[total]) == pytest.approx(
+      (peak, (peak + final) / 2, final))
+  # A constant gradient makes Adam's bias-corrected step lr * g / (|g| + eps) at every
+  # step: the updates read the learning rate of each step, the last ones included.
+  g = np.array([1.0, -2.0, 0.5], np.float32)
+  steps = optimizer_updates(tx, [g] * (total + 1))
+  rates = [-u / (g / (np.abs(g) + 1e-8)) for u in steps]
+  near = dict(rtol=1e-5, atol=1e-6 * peak)  # float32: 1 + cos cancels near the end
+  for k in (0, 1, total // 2, total - 1, total):
+    np.testing.assert_allclose(rates[k], cosine[k], **near, err_msg=f'step {k}')
+  np.testing.assert_allclose(np.mean(rates, axis=1), cosine, **near)
+  # Varying gradients: the moments' decay rates b1 and b2 show in every update.
+  rng = np.random.default_rng(0)
+  gradients = [rng.standard_normal(5).astype(np.float32) * 10 ** rng.uniform(-3, 0)
+               for _ in range(12)]
+  expected = adam_by_hand(gradients, cosine, config.b1, config.b2)
+  np.testing.assert_allclose(np.stack(optimizer_updates(tx, gradients)), np.stack(expected),
+                             rtol=2e-4, atol=1e-12)
+  for b1, b2 in ((0.9, 0.999), (config.b1 - 0.05, config.b2), (config.b1, config.b2 - 0.05)):
+    other = adam_by_hand(gradients, cosine, b1, b2)  # Adam with other moments differs
+    assert not np.allclose(np.stack(other), np.stack(expected), rtol=2e-3, atol=0)

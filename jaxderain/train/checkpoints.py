@@ -24,11 +24,22 @@ import orbax.checkpoint as ocp
 from jaxderain.errors import capped, first_line, CheckpointError, SaveError
 
 
+class _Manager(ocp.CheckpointManager):
+  """orbax's manager, leaving jax's preemption sync to the train loop.
+
+  The sync protocol stops every process at the step after the furthest step any has
+  reported through reached_preemption_sync_point. The loop reports each step once, in
+  order; orbax would also report a checkpoint's step, from its saving thread once the
+  loop has moved on, so a SIGTERM then could stop the processes at different steps."""
+
+  def reached_preemption(self, step: int) -> bool:
+    return False
+
+
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
   """The orbax manager of WORKDIR/checkpoints (atomic saves; the last `keep` kept)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints',
-                               options=options)
+  return _Manager(pathlib.Path(workdir).absolute() / 'checkpoints', options=options)
 
 
 def fingerprint(state) -> str:
