@@ -65,19 +65,24 @@ def test_a_missing_benchmark_file_or_scale_is_one_clear_error(tmp_path):
     plan.plan('fig5', 'smoke', 8)
 
 
+# The least an eval JSON holds for its readers (folders.checked_eval_record).
+EVAL_RECORD = json.dumps({'step': 40, 'E_R': 1.0, 'E_B': 2.0,
+                          'reference': {'identity': {'psnr': 25.0}}})
+
+
 def test_status_reads_each_points_state_from_the_folder(tmp_path):
   points = grids.grid_points('smoke', 'smoke')
   study = StudyFolder(tmp_path)
   folders = [study.point(p.name) for p in points]
   for folder in folders:
     folder.eval_dir.mkdir(parents=True)
-  (folders[0].eval_dir / 'natural_unseen.json').write_text('{}')
+  (folders[0].eval_dir / 'natural_unseen.json').write_text(EVAL_RECORD)
   folders[0].write_done(DoneRecord(arg=points[0].arg, seconds=12.5,
                                    results=('natural_unseen.json',)))
   (folders[1].path / 'run.lock').write_text(json.dumps(
       {'host': socket.gethostname(), 'pid': os.getpid(), 'purpose': 'training'}))
   folders[2].record_failure('no such category')
-  (folders[3].eval_dir / 'natural_unseen.json').write_text('{}')
+  (folders[3].eval_dir / 'natural_unseen.json').write_text(EVAL_RECORD)
   (folders[3].path / 'done.json').write_text('')  # cut short: not done, named
   rows = status.point_states(tmp_path, points)
   assert [r['state'] for r in rows] == ['done', 'running', 'failed', 'pending']
@@ -96,7 +101,7 @@ def test_status_reads_each_points_state_from_the_folder(tmp_path):
 def test_a_damaged_done_record_is_not_done_and_named(tmp_path, text):
   folder = StudyFolder(tmp_path).point('p')
   folder.eval_dir.mkdir(parents=True)
-  (folder.eval_dir / 'natural_unseen.json').write_text('{}')
+  (folder.eval_dir / 'natural_unseen.json').write_text(EVAL_RECORD)
   (folder.path / 'config.json').write_text('{"arch": "resnet"}')
   (folder.path / 'done.json').write_text(text)
   assert not folder.is_done()
