@@ -75,9 +75,10 @@ def state_dict_arrays(state, path) -> dict[str, np.ndarray]:
                           f'tensors{_nested_hint(state)}.')
   broken = [k for k, v in tensors.items() if v.dtype.kind == 'f' and not np.isfinite(v).all()]
   if broken:
-    raise CheckpointError(f'{path}: {capped(broken, "tensors")} hold NaN or infinite values, '
-                          'so every output would be garbage: pass the weights of a run that '
-                          'had not diverged (an earlier checkpoint).')
+    raise CheckpointError(f'{path} has tensors holding NaN or infinite values '
+                          f'({capped(broken, "tensors")}), so every output would be '
+                          'garbage: pass the weights of a run that had not diverged (an '
+                          'earlier checkpoint).')
   return tensors
 
 

@@ -147,3 +147,19 @@ def test_official_weights_convert_and_evaluate(tmp_path, arch):
   assert (workdir / 'eval' / 'natural_unseen.json').exists()
   again = convert(arg, f'--torch={weights}', f'--workdir={workdir}')
   assert again.returncode != 0 and 'already holds checkpoints' in again.stderr
+
+
+@needs_torch
+def test_bfloat16_and_half_tensors_widen_and_nan_weights_are_refused(tmp_path):
+  import torch  # pylint: disable=import-outside-toplevel
+  from jaxderain.convert import read_state_dict  # pylint: disable=import-outside-toplevel
+  from jaxderain.errors import CheckpointError  # pylint: disable=import-outside-toplevel
+  torch.save({'params_ema': {}, 'params': {
+      'module.w': torch.arange(6, dtype=torch.bfloat16).reshape(2, 3),
+      'module.h': torch.ones(2, dtype=torch.float16)}}, tmp_path / 'low.pt')
+  arrays = read_state_dict(tmp_path / 'low.pt')
+  assert {k: v.dtype.name for k, v in arrays.items()} == {'w': 'float32', 'h': 'float32'}
+  assert arrays['w'].ravel().tolist() == [0, 1, 2, 3, 4, 5]
+  torch.save({'w': torch.tensor([1.0, float('nan')])}, tmp_path / 'nan.pt')
+  with pytest.raises(CheckpointError, match=r'holding NaN or infinite values \(w\)'):
+    read_state_dict(tmp_path / 'nan.pt')

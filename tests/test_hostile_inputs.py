@@ -115,7 +115,7 @@ def test_state_dicts_widen_bfloat16_unwrap_the_nested_one_with_tensors_and_refus
   arrays = convert.state_dict_arrays(loaded, 'w.pt')
   assert sorted(arrays) == ['conv.weight', 'step'] and arrays['conv.weight'].dtype == np.float32
   np.testing.assert_array_equal(arrays['conv.weight'], weights)
-  with pytest.raises(CheckpointError, match=r"w.pt: conv.weight hold NaN or infinite values"):
+  with pytest.raises(CheckpointError, match=r'w.pt has tensors holding NaN or infinite values \(conv.weight\)'):
     convert.state_dict_arrays({'conv.weight': np.array([1.0, np.nan])}, 'w.pt')
   with pytest.raises(CheckpointError, match='a dict without tensors, not a state_dict') as no:
     convert.state_dict_arrays({'params_ema': {}}, 'w.pt')
