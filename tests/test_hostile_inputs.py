@@ -60,19 +60,18 @@ def save_nan_weights(workdir: pathlib.Path) -> int:
 def test_nan_weights_are_one_line_and_nothing_is_written(trained, tmp_path):
   save_nan_weights(trained)
   Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(tmp_path / 'in.png')
-  evals_before = sorted((trained / 'eval').glob('*')) if (trained / 'eval').exists() else []
-  derained, evaluated = run_commands(
-      'jaxderain.derain', [f'--workdir={trained}', f'--input={tmp_path / "in.png"}',
-                           f'--output={tmp_path / "out"}', '--tile=32', '--overlap=8'])[0], \
-      run_commands('launch', [f'--config={SMOKE_POINT}', f'--workdir={trained}',
-                              '--mode=eval', '--config.eval.average_last=1'])[0]
+  evals_before = sorted((trained / 'eval').glob('*'))
+  derained, = run_commands('jaxderain.derain', [
+      f'--workdir={trained}', f'--input={tmp_path / "in.png"}', f'--output={tmp_path / "out"}',
+      '--tile=32', '--overlap=8'])
+  evaluated, = run_commands('launch', [f'--config={SMOKE_POINT}', f'--workdir={trained}',
+                                       '--mode=eval', '--config.eval.average_last=1'])
   for result in (derained, evaluated):
     lines = error_lines(result)
     assert result.returncode == 1 and len(lines) == 1, result.stderr[-3000:]
     assert 'NaN or infinite output values' in lines[0] and 'Traceback' not in result.stderr
   assert not any((tmp_path / 'out').glob('*.png'))  # no black PNG
-  assert (sorted((trained / 'eval').glob('*')) if (trained / 'eval').exists()
-          else []) == evals_before
+  assert sorted((trained / 'eval').glob('*')) == evals_before
 
 
 def test_finite_outputs_counts_what_is_not_finite():
