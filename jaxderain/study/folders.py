@@ -119,6 +119,10 @@ class PointFolder:
         except ValueError as error:
           unreadable.append(f'{RESULTS} set {name} ({error})')
       return results, unreadable
+    return self._read_eval_files()
+
+  def _read_eval_files(self) -> tuple[dict[str, dict], list[str]]:
+    """({test set: its checked eval/<set>.json}, the files that do not read, named)."""
     results, unreadable = {}, []
     for file in self.eval_files():
       try:
@@ -130,12 +134,7 @@ class PointFolder:
   def pack(self) -> bool:
     """Write results.json from eval/*.json (whole, or not at all); False when there is
     nothing to pack or a file cannot be read."""
-    results, unreadable = {}, []
-    for file in self.eval_files():
-      try:
-        results[file.stem] = checked_eval_record(json.loads(file.read_text()))
-      except (OSError, ValueError):
-        unreadable.append(file.name)
+    results, unreadable = self._read_eval_files()
     if not results or unreadable:
       return False
     partial = self.path / f'.{RESULTS}.partial'
