@@ -26,7 +26,7 @@ from jaxderain.configs import checks
 from jaxderain.errors import (CheckpointError, ConfigError, MissingPackage, NotFoundError,
                               WorkdirError, capped, first_line)
 from jaxderain.train import checkpoints
-from jaxderain.workdir import hold
+from jaxderain.workdir import CONFIG_NAME, hold
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'configs/grid.py:ARCH,RAIN,N',
                                           lock_config=True)
@@ -145,8 +145,8 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
   checks.check_model_options(config)
   workdir = pathlib.Path(workdir)
   with hold(workdir, 'conversion'):  # nothing else writes it meanwhile
-    if (workdir / 'checkpoints').is_dir() and any((workdir / 'checkpoints').iterdir()):
-      raise WorkdirError(f'{workdir / "checkpoints"} already holds checkpoints: pass a new '
+    if (workdir / checkpoints.FOLDER).is_dir() and any((workdir / checkpoints.FOLDER).iterdir()):
+      raise WorkdirError(f'{workdir / checkpoints.FOLDER} already holds checkpoints: pass a new '
                          '--workdir for the converted model.')
     state_dict = read_state_dict(torch_path)
     _, graphdef, state, _ = experiment.state_template(config)
@@ -157,11 +157,11 @@ def convert(config, torch_path, workdir) -> pathlib.Path:
       raise CheckpointError(f'{torch_path}: {error}') from None
     _, params, model_state = nnx.split(model, nnx.Param, ...)
     state = state.replace(params=params, model_state=model_state)
-    (workdir / 'config.json').write_text(config.to_json(indent=1))
+    (workdir / CONFIG_NAME).write_text(config.to_json(indent=1))
     manager = checkpoints.checkpoint_manager(workdir)
     checkpoints.save(manager, 0, state)
     checkpoints.wait(manager)
-  return workdir / 'checkpoints' / '0'
+  return workdir / checkpoints.FOLDER / '0'
 
 
 def main(argv):

@@ -27,11 +27,12 @@ import jax
 
 from jaxderain import distributed
 from jaxderain.configs import grid
-from jaxderain.errors import ConfigError, WorkdirBusy, WorkdirError
+from jaxderain.errors import ConfigError, NotFoundError, WorkdirBusy, WorkdirError
 from jaxderain.train import checkpoints
 
 LOCK_NAME = 'run.lock'
 CONFIG_NAME = 'config.json'
+EVAL = 'eval'  # WORKDIR/eval/<test set>.json and .png: eval/evaluate.py
 
 
 def alive(pid: int) -> bool:
@@ -127,6 +128,7 @@ def hold(workdir, purpose: str, flag: str = '--workdir'):
   """Hold WORKDIR's lock for the block (`purpose`, e.g. 'training', names it to others;
   `flag`, the option that picks the folder, is named in errors). A workdir the lock
   created and the block left empty (it failed early) is removed."""
+  check_workdir_path(workdir)
   if jax.process_index() != 0:
     yield
     return
@@ -159,7 +161,7 @@ def check_workdir_path(workdir) -> None:
 
 def latest_step(workdir) -> int | None:
   """The step of WORKDIR's latest checkpoint; None if it holds none."""
-  return checkpoints.latest_step(pathlib.Path(workdir) / 'checkpoints')
+  return checkpoints.latest_step(pathlib.Path(workdir) / checkpoints.FOLDER)
 
 
 def recorded_config(workdir) -> dict | None:
@@ -168,7 +170,7 @@ def recorded_config(workdir) -> dict | None:
   warning); None for a workdir with neither."""
   recorded = pathlib.Path(workdir) / CONFIG_NAME
   if not recorded.is_file():
-    saved = checkpoints.recorded_config(pathlib.Path(workdir) / 'checkpoints')
+    saved = checkpoints.recorded_config(pathlib.Path(workdir) / checkpoints.FOLDER)
     if saved is not None and jax.process_index() == 0:
       logging.warning('%s was missing: restored it from the latest checkpoint.', recorded)
       recorded.write_text(json.dumps(saved, indent=1))
@@ -208,21 +210,44 @@ def check_workdir_config(config, workdir, allow_change: bool = False) -> list[st
 
 def prepare_for_training(config, workdir, state, allow_change: bool = False) -> None:
   """Make WORKDIR ready to train `config` from `state` (its TrainState, for the size of
-  a checkpoint), in every process of the run: the config matches the recorded one (or
-  the change is allowed), the disk holds keep_checkpoints + 1 checkpoints, every process
-  sees the folder, and process 0 records the config (an earlier, changed record is kept
-  as config.before-step-<N>.json). Call it holding the workdir's lock."""
-  changes = check_workdir_config(config, workdir, allow_change)
-  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * (config.keep_checkpoints + 1)
-  ensure_writable(pathlib.Path(workdir) / 'checkpoints', needed, 'the checkpoints')
+  a checkpoint), in every process of the run: the disk holds keep_checkpoints + 1
+  checkpoints, the config matches the recorded one (or the change is allowed), every
+  process sees the folder, and process 0 records the config (an earlier, changed record
+  is kept as config.before-step-<N>.json). Call it holding the workdir's lock."""
   workdir = pathlib.Path(workdir)
-  if missing := distributed.processes_not_seeing(workdir / 'checkpoints'):
+  needed = sum(leaf.nbytes for leaf in jax.tree.leaves(state)) * (config.keep_checkpoints + 1)
+  ensure_writable(workdir / checkpoints.FOLDER, needed, 'the checkpoints')
+  changes = check_workdir_config(config, workdir, allow_change)
+  resumed_at = checkpoints.latest_step(workdir / checkpoints.FOLDER)
+  if missing := distributed.processes_not_seeing(workdir / checkpoints.FOLDER):
     raise WorkdirError(f'the workdir {workdir} is not shared: processes {missing} do not see '
                        "process 0's files in it. Pass a --workdir on a filesystem every host "
                        'mounts (NFS, Filestore, a gcsfuse-mounted bucket).')
   distributed.barrier(f'every process has read {workdir / CONFIG_NAME}')
   if jax.process_index() == 0:
     if changes:
-      earlier = workdir / f'config.before-step-{latest_step(workdir)}.json'
-      (workdir / CONFIG_NAME).replace(earlier)
+      (workdir / CONFIG_NAME).replace(workdir / f'config.before-step-{resumed_at}.json')
     (workdir / CONFIG_NAME).write_text(config.to_json(indent=1))
+
+
+@contextlib.contextmanager
+def training(workdir, config, state, allow_change: bool = False):
+  """Hold WORKDIR for training `config` from `state` (prepare_for_training) for the
+  block."""
+  with hold(workdir, 'training'):
+    prepare_for_training(config, workdir, state, allow_change)
+    yield
+
+
+@contextlib.contextmanager
+def evaluation(workdir, config, allow_change: bool = False):
+  """Hold WORKDIR for evaluating `config` for the block, which gets the folder of the
+  evaluation's files (WORKDIR/eval): it must hold a checkpoint (NotFoundError) trained
+  with the config's training fields (check_workdir_config)."""
+  workdir = pathlib.Path(workdir)
+  with hold(workdir, 'evaluation'):  # before reading checkpoints in use
+    check_workdir_config(config, workdir, allow_change)
+    if checkpoints.latest_step(workdir / checkpoints.FOLDER) is None:
+      raise NotFoundError(f'No checkpoint in {workdir / checkpoints.FOLDER}: train this grid '
+                          'point first (launch.py --mode=train with the same --workdir).')
+    yield workdir / EVAL

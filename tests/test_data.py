@@ -131,8 +131,9 @@ def test_paired_folder_and_its_errors(tmp_path):
 
 def test_heldout_synthetic_set_is_fixed_by_its_seed():
   images = random_images(2, 80, 90)
-  a = data.heldout_synthetic('t', images, 3, 32, seed=1)
-  b = data.heldout_synthetic('t', images, 3, 32, seed=1)
+  heldout = lambda: data.with_synthetic_rain(
+      't', data.background_set(images, 3, 32, seed=1, test_set=True), seed=1)
+  a, b = heldout(), heldout()
   assert len(a) == 3 and a.rainy[0].shape == (32, 32, 3)
   np.testing.assert_array_equal(a.rainy[2], b.rainy[2])
   np.testing.assert_allclose(a.rainy[0], np.clip(a.clean[0] + a.rain_layer[0], 0, 1))

@@ -61,7 +61,7 @@ def test_bad_process_flags_are_one_clear_error(mode, address, count, index, mess
 def test_a_url_workdir_is_one_clear_error():
   with pytest.raises(errors.WorkdirError, match='is a URL.*mount the bucket'):
     workdir_module.check_workdir_path('gs://bucket/run')
-  experiment.check_workdir_path('/mnt/bucket/run')
+  workdir_module.check_workdir_path('/mnt/bucket/run')
 
 
 def free_port() -> int:

@@ -52,7 +52,7 @@ def test_out_of_range_fields_are_refused(field, value, message):
     node = node[parent]
   node[leaf] = value
   with pytest.raises(errors.ConfigError, match=message):
-    checks.check(config)
+    checks.resolve(config)
 
 
 def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
@@ -145,14 +145,15 @@ def test_the_run_config_survives_losing_config_json(tmp_path):
 
 def test_eval_checks_its_output_folder_before_computing(tmp_path, monkeypatch):
   from jaxderain import workdir as workdir_lock  # pylint: disable=import-outside-toplevel
+  from jaxderain.eval import evaluate as evaluate_module  # pylint: disable=import-outside-toplevel
   config = grid.get_config('resnet,medium,8,scale=smoke')
   config.total_steps, config.checkpoint_every = 10, 10
   experiment.train(config, str(tmp_path))
   monkeypatch.setattr(workdir_lock.shutil, 'disk_usage',
                       lambda path: types.SimpleNamespace(total=1, used=0, free=2**20))
   computed = []
-  monkeypatch.setattr(experiment, 'evaluate_sets', lambda *a, **k: computed.append(a))
-  sets = len(experiment.test_sets(config))  # the check is sized from the sets built
+  monkeypatch.setattr(evaluate_module, 'evaluate', lambda *a, **k: computed.append(a))
+  sets = len(experiment.test_sets(config, checks.resolve(config)))  # the check is sized from the sets built
   with pytest.raises(workdir_lock.WorkdirError, match='has 1 MiB free but the evaluation '
                      f'files need about {sets * 4} MiB'):
     experiment.evaluate(config, str(tmp_path))

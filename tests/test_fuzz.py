@@ -79,7 +79,7 @@ def test_any_config_values_are_accepted_or_one_config_error(changes):
   if not all(set_field(config, name, value) for name, value in changes):
     return
   try:
-    checks.check(config)
+    checks.resolve(config)
   except UserError as error:
     assert '\n' not in str(error) and str(error)
 

@@ -240,10 +240,10 @@ def test_every_range_error_states_a_range_whose_values_are_accepted(field):
   assert set_config(config, field.name, field.kind(below))
   with pytest.raises(ConfigError, match=f'config.{field.name} must be .* set '
                                         f'--config.{field.name}') as refused:
-    checks.check(config)
+    checks.resolve(config)
   assert set_config(config, field.name, value_the_message_allows(str(refused.value),
                                                                  field.kind))
-  checks.check(config)  # the advised value is accepted
+  checks.resolve(config)  # the advised value is accepted
 
 
 def set_config(config, name: str, value) -> bool:

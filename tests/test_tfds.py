@@ -240,6 +240,8 @@ def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   """load_category and the eval sets read the TFDS builds in data_dir first."""
   from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
   from jaxderain import data, experiment  # pylint: disable=g-import-not-at-top
+  from jaxderain.configs import checks  # pylint: disable=g-import-not-at-top
+  from jaxderain.data.testsets import rain100l  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   source = tmp_path / 'urban_source'
   source.mkdir()
@@ -260,9 +262,9 @@ def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   config = grid.get_config('resnet,medium,8,category=urban100,scale=smoke')
   config.data_dir = str(data_dir)
   config.eval.image_size = 16  # the generated pairs are 20 pixels high
-  pairs = experiment.rain100l_pairs(config)
+  pairs = rain100l(config.eval.rain100l, config.data_dir, config.eval.rain100l_limit)
   assert pairs is not None and len(pairs) == 3
   np.testing.assert_allclose(pairs.rain_layer[0],
                              np.clip(pairs.rainy[0] - pairs.clean[0], 0, 1))
-  assert [s.name for s in experiment.test_sets(config)] == [
+  assert [s.name for s in experiment.test_sets(config, checks.resolve(config))] == [
       'urban100_unseen', 'urban100_rain100L', 'rain100L', 'urban100_train']

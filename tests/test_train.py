@@ -104,7 +104,7 @@ def scores_one_by_one(config, workdir, steps) -> dict[int, dict[str, dict]]:
   architecture, graphdef, template, _ = experiment.state_template(config)
   predict = evaluate.make_predict(graphdef, architecture.image)
   manager = checkpoints.checkpoint_manager(workdir)
-  sets = experiment.test_sets(config)
+  sets = experiment.test_sets(config, checks.resolve(config))
   scores = {}
   for step in steps:
     state = checkpoints.restore(manager, template, step)
@@ -119,7 +119,7 @@ def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
   config = smoke_config()
   config.eval.rain_shifts = ('width',)
   config.eval.extra_categories = ('natural',)  # the run's own category: not tested twice
-  sets = experiment.test_sets(config)
+  sets = experiment.test_sets(config, checks.resolve(config))
   names = [s.name for s in sets]
   assert names == ['natural_unseen', *[f'natural_width{w}' for w in shifts.WIDTHS],
                    'natural_train']
@@ -131,7 +131,7 @@ def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
   config.eval.rain_shifts = ('tilt',)
   with pytest.raises(errors.ConfigError, match="config.eval.rain_shifts: Unknown rain "
                      r"shift axis \['tilt'\]"):
-    checks.check(config)
+    checks.resolve(config)
 
 
 def make_folder_category(folder):
@@ -200,7 +200,7 @@ def test_bfloat16_compute_keeps_float32_weights_and_tracks_float32():
   np.testing.assert_allclose(losses, reference, rtol=2e-2)
   config.compute_dtype = 'float16'
   with pytest.raises(errors.ConfigError, match='compute_dtype'):
-    checks.check(config)
+    checks.resolve(config)
 
 
 def train_and_evaluate(tmp_path, arg, **overrides):
@@ -235,7 +235,7 @@ def test_rain_fields_can_be_overridden_and_are_checked():
   assert checks.rain_range(config).angle == (-45, 45)
   config.rain.angle = (45, -45)
   with pytest.raises(errors.ConfigError, match='config.rain.*angle'):
-    checks.check(config)
+    checks.resolve(config)
 
 
 @pytest.mark.parametrize('arch', [a for a in grid.ARCHS if a != 'resnet'])

@@ -1,13 +1,15 @@
-"""A config checked before any work, and read into the objects it names.
+"""A config checked before any work, and read into the objects it names (`resolve`).
 
-Every field's type and range come from the schema (configs/grid.py); `check` adds what a
-field alone cannot say: the batch against the devices, the model options against the
+Every field's type and range come from the schema (configs/grid.py); `resolve` adds what
+a field alone cannot say: the batch against the devices, the model options against the
 architecture, the rain recipe, the shifted rains, the dtype and the loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +18,22 @@ from jaxderain import models, rain
 from jaxderain.configs import grid
 from jaxderain.errors import ConfigError
 from jaxderain.rain import shifts
+from jaxderain.train.step import make_optimizer
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """The objects a checked config names: its architecture (models registry) and loss,
+  the training rain R's range, the shifted test rains, the compute dtype and the
+  optimizer (Adam, cosine-annealed over total_steps)."""
+  architecture: models.Architecture
+  loss: Callable
+  rain_range: rain.RainRange
+  rain_shifts: list[shifts.ShiftedRain]
+  compute_dtype: Any
+  optimizer: Any
 
 
 def rain_range(config) -> rain.RainRange:
@@ -28,14 +44,6 @@ def rain_range(config) -> rain.RainRange:
     return rain.RainRange(**fields)
   except (TypeError, ValueError) as error:
     raise ConfigError(f'config.rain is not a valid rain range: {error}') from None
-
-
-def rain_shifts(config) -> list[shifts.ShiftedRain]:
-  """The shifted test rains of config.eval.rain_shifts (axes of rain/shifts.py)."""
-  try:
-    return shifts.family(tuple(config.eval.rain_shifts))
-  except ValueError as error:
-    raise ConfigError(f'config.eval.rain_shifts: {error}') from None
 
 
 def check_model_options(config) -> None:
@@ -70,17 +78,27 @@ def check_batch_splits(config) -> None:
                       f'devices{of_all}: set --config.batch_size to a multiple of {devices}.')
 
 
-def check(config) -> None:
-  """Fail before any work on values that cannot run (training's batch split aside:
-  check_batch_splits)."""
+def resolve(config, training: bool = False) -> Resolved:
+  """Fail before any work on values that cannot run (with `training`, also a batch that
+  does not split over the devices); else the objects `config` names."""
   grid.SCHEMA.check(config)
-  check_model_options(config)
-  rain_range(config)
-  rain_shifts(config)
+  if training:
+    check_batch_splits(config)
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f'compute_dtype {config.compute_dtype!r} is not one of '
                       f'{", ".join(COMPUTE_DTYPES)}: set --config.compute_dtype to one.')
+  training_rain = rain_range(config)
+  check_model_options(config)
+  architecture = models.get(config.arch)
   try:
-    models.get(config.arch).loss(config.loss)
+    loss = architecture.loss(config.loss)
   except ValueError as error:
     raise ConfigError(f'config.loss: {error}') from None
+  try:
+    shifted = shifts.family(tuple(config.eval.rain_shifts))
+  except ValueError as error:
+    raise ConfigError(f'config.eval.rain_shifts: {error}') from None
+  optimizer = make_optimizer(config.learning_rate, config.b1, config.b2, config.total_steps,
+                             config.final_learning_rate)
+  return Resolved(architecture, loss, training_rain, shifted,
+                  COMPUTE_DTYPES[config.compute_dtype], optimizer)

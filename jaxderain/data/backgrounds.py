@@ -54,10 +54,20 @@ def split_by_name(names, test_fraction: float) -> tuple[list[str], list[str]]:
 
 
 def load_category(category: str, data_dir: str | None = None, test_fraction: float = 0.25,
-                  strict: bool = False) -> Category:
+                  strict: bool = False, upscale_to: tuple[int, int] | None = None) -> Category:
   """Resolve a category, first match wins: a TFDS build of NAME in DATA_DIR
   (`python -m jaxderain.data.prepare`), the folder DATA_DIR/backgrounds/NAME, an embedded
-  set by name, a folder of images given by path."""
+  set by name, a folder of images given by path. upscale_to: (train side, test side),
+  the sides below which its training and test images are upscaled (upscale_small)."""
+  found = _load_category(category, data_dir, test_fraction, strict)
+  if upscale_to is not None:
+    found.train = upscale_small(found.train, upscale_to[0])
+    found.test = upscale_small(found.test, upscale_to[1])
+  return found
+
+
+def _load_category(category: str, data_dir: str | None, test_fraction: float,
+                   strict: bool) -> Category:
   images = None
   if data_dir:
     from jaxderain.data import tfds_builders  # pylint: disable=g-import-not-at-top

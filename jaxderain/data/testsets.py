@@ -1,7 +1,8 @@
 """Test sets on rain the training never saw: (rainy O, clean B, rain layer R) triples.
 
-- `heldout_synthetic`: held-out backgrounds of a category with the built-in unseen rain
-  generator (thin, short, strongly slanted streaks; see `rain.UNSEEN_RANGE`).
+- `with_synthetic_rain`: backgrounds (e.g. crops of a category's held-out images) with
+  synthetic rain, by default the built-in unseen rain (thin, short, strongly slanted
+  streaks; see `rain.UNSEEN_RANGE`).
 - `heldout_real_rain`: held-out backgrounds with real rain layers cut from a paired set
   (the paper's test rain: Yang et al. 2017's, via Rain100L), for any category.
 - `paired_folder`: a paired set as given, e.g. Rain100L (`rainy/N.png` with `clean/N.png`),
@@ -12,12 +13,12 @@ Images are float32 in [0, 1]; sets are lists because real pairs differ in size.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import jax
 import numpy as np
 
 from jaxderain import rain
-from jaxderain.data.backgrounds import background_set
 from jaxderain.data.images import ImageError, load_image, paired_files
 
 
@@ -62,26 +63,18 @@ def with_synthetic_rain(name: str, clean: np.ndarray, seed: int,
   return TestSet(name, list(rainy), list(clean), list(layer))
 
 
-def heldout_synthetic(name: str, test_images: dict[str, np.ndarray], num_images: int,
-                      size: int, seed: int, rain_range=rain.UNSEEN_RANGE) -> TestSet:
-  """`num_images` crops of size x size from held-out images, with synthetic rain."""
-  clean = background_set(test_images, num_images, size, seed, test_set=True)
-  return with_synthetic_rain(name, clean, seed, rain_range)
-
-
-def heldout_real_rain(name: str, test_images: dict[str, np.ndarray], pairs: TestSet,
-                      num_images: int, size: int, seed: int) -> TestSet:
-  """`num_images` held-out crops, each with a random size x size crop of a random rain
-  layer of `pairs` (seeded): O = clip(B + R, 0, 1) with R = clip(rainy - clean, 0, 1)."""
+def heldout_real_rain(name: str, clean: np.ndarray, pairs: TestSet, seed: int) -> TestSet:
+  """uint8 (N, S, S, 3) held-out backgrounds, each with a random S x S crop of a random
+  rain layer of `pairs` (seeded): O = clip(B + R, 0, 1) with R = clip(rainy - clean, 0, 1)."""
+  count, size = clean.shape[:2]
   smallest = min(min(layer.shape[:2]) for layer in pairs.rain_layer)
   if size > smallest:
     raise ImageError(f'Test crops of {size}x{size} do not fit the {smallest}-pixel side of '
                      f'the rain layers of {pairs.name}: use a smaller --config.eval.image_size.')
-  clean = background_set(test_images, num_images, size, seed,
-                         test_set=True).astype(np.float32) / 255.0
+  clean = clean.astype(np.float32) / 255.0
   rng = np.random.default_rng(seed)
   layers = []
-  for _ in range(num_images):
+  for _ in range(count):
     layer = pairs.rain_layer[rng.integers(len(pairs))]
     top = rng.integers(layer.shape[0] - size + 1)
     left = rng.integers(layer.shape[1] - size + 1)
@@ -110,32 +103,51 @@ def paired_folder(name: str, folder, limit: int | None = None) -> TestSet:
                     [load_image(b) for _, _, b in pairs], [n for n, _, _ in pairs])
 
 
-def point_test_sets(own, extra, pairs: TestSet | None, shifted, train_backgrounds,
-                    train_rain, count: int, size: int, seed: int) -> list[TestSet]:
+def rain100l(folder: str, data_dir: str, limit: int) -> TestSet | None:
+  """Rain100L (its first `limit` pairs) from FOLDER when given, else from DATA_DIR: a
+  TFDS build (`prepare --paired=rain100l`) or the folder DATA_DIR/rain100L; None when
+  neither is there."""
+  if folder:
+    return paired_folder(RAIN100L, folder, limit)
+  if not data_dir:
+    return None
+  from jaxderain.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  prepared = tfds_builders.load_prepared_pairs('rain100l', data_dir)
+  if prepared is not None:
+    names, rainy, clean = (part[:limit] for part in prepared)
+    return paired_set(RAIN100L, rainy, clean, names)
+  folder = pathlib.Path(data_dir) / 'rain100L'
+  return paired_folder(RAIN100L, folder, limit) if folder.is_dir() else None
+
+
+def point_test_sets(own: str, heldout: dict[str, np.ndarray], pairs: TestSet | None,
+                    shifted, train_backgrounds: np.ndarray, train_rain,
+                    seed: int) -> list[TestSet]:
   """A grid point's test sets, all with rain the training never saw unless noted:
   - `<cat>_unseen`: the built-in unseen rain on the category's held-out backgrounds;
   - `<cat>_rain100L` and `rain100L`: `pairs`' rain layers on them, and the pairs as
     given, when there are pairs;
-  - the same held-out sets of each category in `extra` (cross-category);
+  - the same held-out sets of each other category in `heldout` (cross-category);
   - `<cat>_<axis><value>`: the `shifted` rains (rain/shifts.py) on the held-out
     backgrounds, one parameter moved away from the training rain, all with one rain key,
     so the sets differ only in that parameter;
-  - `<cat>_train`: up to `count` of the uint8 `train_backgrounds` with fresh draws of the
+  - `<cat>_train`: as many of the uint8 `train_backgrounds` with fresh draws of the
     training rain (not unseen: the convergence check, did the run learn its task?).
-  own, extra: data.Category; count crops of size x size; seed: the test rain's key."""
+  own: the point's category; heldout: uint8 (N, S, S, 3) crops of each category's
+  held-out images (background_set with test_set=True), `own` first; seed: the test
+  rain's key."""
   sets = []
-  for found in [own, *extra]:
-    sets.append(heldout_synthetic(set_name(found.name, UNSEEN), found.test, count, size,
-                                  seed))
+  for category, clean in heldout.items():
+    sets.append(with_synthetic_rain(set_name(category, UNSEEN), clean, seed))
     if pairs is not None:
-      sets.append(heldout_real_rain(set_name(found.name, RAIN100L), found.test, pairs,
-                                    count, size, seed))
+      sets.append(heldout_real_rain(set_name(category, RAIN100L), clean, pairs, seed))
   if pairs is not None:
     sets.append(pairs)
-  sets += [heldout_synthetic(set_name(own.name, rain_.name), own.test, count, size, seed,
-                             rain_.rain_range) for rain_ in shifted]
+  sets += [with_synthetic_rain(set_name(own, rain_.name), heldout[own], seed,
+                               rain_.rain_range) for rain_ in shifted]
+  count = len(heldout[own])
   chosen = np.linspace(0, len(train_backgrounds) - 1,
                        min(count, len(train_backgrounds))).astype(int)
-  sets.append(with_synthetic_rain(set_name(own.name, TRAIN), train_backgrounds[chosen],
+  sets.append(with_synthetic_rain(set_name(own, TRAIN), train_backgrounds[chosen],
                                   seed + 1, train_rain))
   return sets

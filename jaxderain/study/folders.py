@@ -17,13 +17,15 @@ the sweep runs the point again, and status and report name the file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
 
+from jaxderain.errors import UserError
 from jaxderain.eval.metrics import METRIC_KEYS
-from jaxderain.workdir import latest_step, lock_holder
+from jaxderain.workdir import CONFIG_NAME, EVAL, hold, latest_step, lock_holder
 
 POINTS, DONE, FAILED, LOG = 'points', 'done.json', 'failed.json', 'sweep.log'
 RESULTS = 'results.json'
@@ -87,11 +89,11 @@ class PointFolder:
 
   @property
   def config_file(self) -> pathlib.Path:
-    return self.path / 'config.json'
+    return self.path / CONFIG_NAME
 
   @property
   def eval_dir(self) -> pathlib.Path:
-    return self.path / 'eval'
+    return self.path / EVAL
 
   @property
   def log_file(self) -> pathlib.Path:
@@ -167,6 +169,25 @@ class PointFolder:
     except ValueError:
       return None
 
+  @contextlib.contextmanager
+  def running(self, purpose: str):
+    """Hold the point's lock for the block (`purpose` names it to others). A point that
+    failed before runs again now; a UserError in the block is recorded (`failure`) and
+    raised."""
+    with hold(self.path, purpose, '--out'):
+      (self.path / FAILED).unlink(missing_ok=True)
+      try:
+        yield
+      except UserError as error:
+        self.record_failure(str(error))
+        raise
+
+  def finish(self, record: DoneRecord) -> None:
+    """Pack the eval files (results.json), then write the done record; call it holding
+    the point's lock (`running`)."""
+    self.pack()
+    self.write_done(record)
+
   def write_done(self, record: DoneRecord) -> None:
     """Write done.json whole (a file beside it, then renamed): never half a record."""
     partial = self.path / f'.{DONE}.partial'
@@ -197,9 +218,6 @@ class PointFolder:
     """Record in failed.json why the point could not run (`failure` reads it)."""
     self.path.mkdir(parents=True, exist_ok=True)
     (self.path / FAILED).write_text(json.dumps({'reason': reason}))
-
-  def clear_failure(self) -> None:
-    (self.path / FAILED).unlink(missing_ok=True)
 
   def failure(self) -> str | None:
     """Why the point last failed; None if it has not failed since it last ran."""

@@ -39,7 +39,7 @@ from jaxderain.study.figures import FIGURES, draw as draw_figures
 from jaxderain.study.folders import StudyFolder
 from jaxderain.study.results import PointResult, Row, curves, order_key
 from jaxderain.study.statistics import Interval
-from jaxderain.workdir import hold
+from jaxderain.workdir import EVAL, hold
 
 DEFAULT_UNITS = 'E_R, E_B and PSNR on the 0-255 scale'
 
@@ -83,7 +83,7 @@ def _qualitative(points: list[PointResult], kept: list[Row], kind: str,
     low = members[0]  # each end's lowest seed
     high = next(p for p in members if num_patches(p) == num_patches(members[-1]))
     copies = pathlib.Path(report_dir) / 'qualitative'
-    strips = [p.path / 'eval' / f'{set_name(p.category, kind)}.png' for p in (low, high)]
+    strips = [p.path / EVAL / f'{set_name(p.category, kind)}.png' for p in (low, high)]
     have = [s.is_file() or (copies / f'{p.name}.png').is_file()
             for p, s in zip((low, high), strips)]
     if num_patches(low) == num_patches(high) or not all(have):

@@ -32,35 +32,37 @@ from jaxderain.configs import grid as grid_config
 from jaxderain.errors import ConfigError, UserError
 from jaxderain.study.folders import DoneRecord, StudyFolder
 from jaxderain.study.grids import Point
-from jaxderain.workdir import hold
 
 # Every study point evaluates its last three checkpoints, saved at 80, 90 and 100% of
 # training, so metrics are means over the end of training rather than one checkpoint.
 AVERAGED_CHECKPOINTS = 3
 
 
-def overrides(point: Point, config=None) -> dict:
-  """The config fields a study sets on `point` (its grid config, made when not given):
-  its grid's own, and the checkpoint cadence that AVERAGED_CHECKPOINTS needs (fields that
-  leave training alone, so a point trained by launch.py alone resumes under the study)."""
-  config = config or grid_config.get_config(point.arg)
-  cadence = {'eval.average_last': AVERAGED_CHECKPOINTS,
-             'keep_checkpoints': max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
-             'checkpoint_every': max(1, config.total_steps // 10)}
-  assert not any(grid_config.SCHEMA.field(f).trains for f in cadence)
-  return {**cadence, **dict(point.overrides)}
+# The config fields a study sets on every point beside its grid's own (`point_config`):
+# the checkpoint cadence that AVERAGED_CHECKPOINTS needs, fields that leave training
+# alone, so a point trained by launch.py alone resumes under the study.
+CADENCE = ('eval.average_last', 'keep_checkpoints', 'checkpoint_every')
 
 
 def point_config(point: Point):
-  """The ConfigDict of a point, its overrides applied."""
+  """The ConfigDict of a point: its grid config, the CADENCE and its grid's overrides."""
   config = grid_config.get_config(point.arg)
-  for field, value in overrides(point, config).items():
+  cadence = (AVERAGED_CHECKPOINTS, max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
+             max(1, config.total_steps // 10))
+  for field, value in [*zip(CADENCE, cadence), *point.overrides]:
     *parents, leaf = field.split('.')
     node = config
     for parent in parents:
       node = node[parent]
     node[leaf] = value
   return config
+
+
+def overrides(point: Point) -> dict:
+  """The fields `point_config` sets on the grid config of `point`, with their values."""
+  config = point_config(point)
+  return {field: grid_config.SCHEMA.field(field).read(config)
+          for field in [*CADENCE, *dict(point.overrides)]}
 
 
 def commands(points: list[Point], out) -> list[str]:
@@ -145,20 +147,14 @@ def _run_point(point: Point, study: StudyFolder, shared_seconds: float, first_st
   """Train (or finish training) and evaluate one point, then write its done record,
   whose seconds time this run from `first_step` (the checkpoint it resumed from, 0 if
   fresh); False, with the reason in `failures`, if it cannot run (a UserError)."""
-  folder = study.point(point.name)
   point_start = time.time()
   try:
-    with hold(folder.path, 'study point (training, evaluation, records)', '--out'):
-      folder.clear_failure()  # it failed before; it runs again now
-      try:
-        config = point_config(point)
-        experiment.train(config, str(folder.path))
-        results = experiment.evaluate(config, str(folder.path))
-      except UserError as error:
-        folder.record_failure(str(error))
-        raise
-      folder.pack()
-      folder.write_done(DoneRecord(
+    config = point_config(point)
+    folder = study.point(point.name)
+    with folder.running('study point (training, evaluation, records)'):
+      experiment.train(config, str(folder.path))
+      results = experiment.evaluate(config, str(folder.path))
+      folder.finish(DoneRecord(
           arg=point.arg, seconds=time.time() - point_start + shared_seconds,
           resumed_from_step=first_step,
           results=tuple(sorted(f'{name}.json' for name in results)), **machine()))

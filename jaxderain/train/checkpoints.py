@@ -24,6 +24,10 @@ import orbax.checkpoint as ocp
 from jaxderain.errors import capped, first_line, CheckpointError, SaveError
 
 
+# A workdir's checkpoints: WORKDIR/checkpoints/<step>/.
+FOLDER = 'checkpoints'
+
+
 class _Manager(ocp.CheckpointManager):
   """orbax's manager, leaving jax's preemption sync to the train loop.
 
@@ -39,7 +43,7 @@ class _Manager(ocp.CheckpointManager):
 def checkpoint_manager(workdir, keep: int | None = None) -> ocp.CheckpointManager:
   """The orbax manager of WORKDIR/checkpoints (atomic saves; the last `keep` kept)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return _Manager(pathlib.Path(workdir).absolute() / 'checkpoints', options=options)
+  return _Manager(pathlib.Path(workdir).absolute() / FOLDER, options=options)
 
 
 def fingerprint(state) -> str:

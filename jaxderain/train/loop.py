@@ -140,14 +140,13 @@ def _train_until(state, run_step, *, workdirs: list[str], managers, writers, his
             raise
           raise NonFiniteError(f'{workdir}: {error}') from None
       if step % log_every == 0 or step == total_steps:
-        for writer, history, logged in zip(writers, histories, per_model):
-          summary = mean_metrics(logged)
-          writer.write_scalars(step, {f'train/{k}': v for k, v in summary.items()})
-          history.append({'step': step, **summary})
+        summaries = [mean_metrics(logged) for logged in per_model]
         pending = []
-        rate = clock.report(step, [history[-1]['loss'] for history in histories])
-        for writer in writers:
-          writer.write_scalars(step, {'steps_per_sec': rate})
+        rate = clock.report(step, [summary['loss'] for summary in summaries])
+        for writer, history, summary in zip(writers, histories, summaries):
+          history.append({'step': step, **summary})
+          writer.write_scalars(step, {**{f'train/{k}': v for k, v in summary.items()},
+                                      'steps_per_sec': rate})
       if save_now:
         for k, manager in enumerate(managers):
           checkpoints.save(manager, step, state_of(state, k), configs[k])
@@ -179,13 +178,12 @@ def fit(state: TrainState, train_step, backgrounds: np.ndarray, *, workdir: str,
   multi-process run every process calls this with the same values; process 0 logs.
   config: the training config (a dict), saved with every checkpoint.
   """
+  state, backgrounds = replicate((state, backgrounds), mesh)
   manager = checkpoints.checkpoint_manager(workdir, keep_checkpoints)
-  state = replicate(state, mesh)
   restored = checkpoints.restore(manager, state)  # onto the devices of `state`
   if restored is not None:
     logging.info('Resuming from checkpoint at step %d.', int(restored.step))
     state = restored
-  backgrounds = replicate(backgrounds, mesh)
 
   is_lead = jax.process_index() == 0
   writer = EventWriter(workdir if is_lead else None)

@@ -64,6 +64,14 @@ def init_state(model: nnx.Module, tx: optax.GradientTransformation, key: jax.Arr
   return graphdef, state
 
 
+def new_state(build: Callable[..., nnx.Module], options: dict, seed: int,
+              tx: optax.GradientTransformation):
+  """(graphdef, TrainState at step 0) of the model build(**options), from `seed`: its
+  root key splits into the parameters' key and the run's training key."""
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+  return init_state(build(**options, rngs=nnx.Rngs(params=init_key)), tx, train_key)
+
+
 def sample_batch(key, backgrounds, batch_size: int, flips: bool, start=0, count=None):
   """Clean backgrounds B: float32 (batch, P, P, 3) in [0, 1], drawn with replacement from
   the uint8 (N, P, P, 3) background set, each randomly flipped in H and W if `flips`.
