@@ -15,6 +15,7 @@ import time
 import pytest
 
 from jaxderain import errors
+from jaxderain.configs import grid
 from jaxderain.study import grids, on_ray, primary, status, sweep
 from jaxderain.study.folders import PointFolder, StudyFolder
 from jaxderain.train import checkpoints
@@ -67,6 +68,9 @@ def test_point_configs_and_commands_carry_the_study_overrides(tmp_path):
   words = shlex.split(sweep.commands([point], tmp_path)[0])
   assert f'--workdir={tmp_path}/points/{point.name}' in words
   assert "--config.eval.extra_categories=('natural',)" in words and words[-1] == '--mode=eval'
+  assert f'--config.checkpoint_every={config.total_steps // 10}' in words
+  # The cadence leaves training alone: a point trained by launch.py resumes under the study.
+  assert not any(grid.SCHEMA.field(field).trains for field in sweep.CADENCE)
 
 
 def study(out, log):

@@ -9,8 +9,8 @@ import pathlib
 import jax
 import numpy as np
 from flax import nnx
-from PIL import Image
 
+from jaxderain.data.images import write_png
 from jaxderain.data.testsets import TestSet
 from jaxderain.errors import NonFiniteError
 from jaxderain.eval import metrics
@@ -134,8 +134,8 @@ def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: in
       outdir = pathlib.Path(outdir)
       outdir.mkdir(parents=True, exist_ok=True)
       (outdir / f'{test_set.name}.json').write_text(json.dumps(_rounded(result), indent=1))
-      Image.fromarray(image_strip(test_set, outputs, strip_images)).save(
-          outdir / f'{test_set.name}.png')
+      strip = image_strip(test_set, outputs, strip_images)
+      write_png(outdir / f'{test_set.name}.png', [strip], *strip.shape)
     results[test_set.name] = result
   return results
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from jaxderain import experiment, rain
-from jaxderain.configs import grid
+from jaxderain.configs import checks, grid
 from jaxderain.rain import stats
 
 UNSEEN_SHARE = 0.5  # share of streaks outside a range above which a rain is unseen by it
@@ -46,7 +46,7 @@ def shares(data_dir: str = '', scale: str = 'cpu',
   config.eval.rain_shifts = ('angle',)
   bounds = training_ranges(config.eval.image_size, training_layers)
   table = {}
-  for test_set in experiment.test_sets(config):
+  for test_set in experiment.test_sets(config, checks.resolve(config)):
     if not any(test_set.name in (f'natural_{m}', m) for m in MEASURED):
       continue
     measured = np.concatenate([stats.streak_shapes(layer) for layer in test_set.rain_layer])
