@@ -23,7 +23,6 @@ import json
 import logging
 import pathlib
 
-from jaxderain.errors import UserError
 from jaxderain.eval.metrics import METRIC_KEYS
 from jaxderain.workdir import CONFIG_NAME, EVAL, hold, latest_step, lock_holder
 
@@ -171,16 +170,11 @@ class PointFolder:
 
   @contextlib.contextmanager
   def running(self, purpose: str):
-    """Hold the point's lock for the block (`purpose` names it to others). A point that
-    failed before runs again now; a UserError in the block is recorded (`failure`) and
-    raised."""
+    """Hold the point's lock for the block (`purpose` names it to others); a point that
+    failed before runs again now (its failure record is removed)."""
     with hold(self.path, purpose, '--out'):
       (self.path / FAILED).unlink(missing_ok=True)
-      try:
-        yield
-      except UserError as error:
-        self.record_failure(str(error))
-        raise
+      yield
 
   def finish(self, record: DoneRecord) -> None:
     """Pack the eval files (results.json), then write the done record; call it holding

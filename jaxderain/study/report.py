@@ -1,7 +1,7 @@
 """The study's report: results table, figures, Table 2 and verdicts on the paper's claims.
 
 Reads a sweep's output folder OUT (study/results.py) and writes OUT/report/: results.csv
-and results.json (one row per point and test set), verdicts.json, the figures as PNG
+(one row per point and test set), verdicts.json, the figures as PNG
 (study/figures.py) and report.md, which shows them all. A report on a test rain other than
 the automatic choice goes to OUT/report_<rain>/.
 
@@ -441,8 +441,6 @@ def write_report(out_dir, figures: bool = True, test_rain: str = 'auto',
     writer = csv.DictWriter(f, fieldnames=results.FIELDS)
     writer.writeheader()
     writer.writerows(r.written() for r in rows)
-  (report_dir / 'results.json').write_text(json.dumps(_finite([r.written() for r in rows]),
-                                                      indent=1))
   (report_dir / 'verdicts.json').write_text(json.dumps(_finite(report.summary()), indent=1))
   text = _markdown(report, points, kept, drawn)
   if previous_rung:

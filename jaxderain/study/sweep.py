@@ -149,11 +149,15 @@ def _run_point(point: Point, study: StudyFolder, shared_seconds: float, first_st
   fresh); False, with the reason in `failures`, if it cannot run (a UserError)."""
   point_start = time.time()
   try:
-    config = point_config(point)
     folder = study.point(point.name)
     with folder.running('study point (training, evaluation, records)'):
-      experiment.train(config, str(folder.path))
-      results = experiment.evaluate(config, str(folder.path))
+      try:
+        config = point_config(point)
+        experiment.train(config, str(folder.path))
+        results = experiment.evaluate(config, str(folder.path))
+      except UserError as error:
+        folder.record_failure(str(error))
+        raise
       folder.finish(DoneRecord(
           arg=point.arg, seconds=time.time() - point_start + shared_seconds,
           resumed_from_step=first_step,
