@@ -8,6 +8,8 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from jaxderain import data
+from jaxderain.configs import checks, grid
+from jaxderain.errors import ConfigError
 from jaxderain.eval import evaluate, metrics
 
 
@@ -170,3 +172,15 @@ def test_score_of_the_identity_and_the_perfect_output():
   assert twice['removal_share'] == pytest.approx(2.0, rel=1e-5)
   assert twice['E_R'] == pytest.approx(2 * perfect_e_r, rel=1e-5)
   assert twice['E_B'] == pytest.approx(identity_e_b, rel=1e-4)
+
+
+def test_the_smallest_test_image_the_checks_accept_can_be_scored():
+  low = grid.SCHEMA.field('eval.image_size').low
+  assert low == metrics.SSIM_WINDOW
+  config = grid.get_config('resnet,medium,8,scale=smoke')
+  config.eval.image_size = low - 1
+  with pytest.raises(ConfigError, match='eval.image_size'):
+    checks.resolve(config)
+  clean, noisy = (x.astype(np.float32) for x in images(0, (low, low, 3)))
+  test_set = data.TestSet('t', [noisy], [clean], [np.clip(noisy - clean, 0, 1)])
+  assert np.isfinite(evaluate.score([clean], test_set, threshold=0.05)['ssim'])

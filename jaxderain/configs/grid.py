@@ -162,7 +162,8 @@ FIELDS = (
     schema.Field('eval.rain_threshold', float, 0.05, low=0.0, high=1.0, exclusive='high',
                  trains=False),
     schema.Field('eval.num_images', int, _scale('eval_images'), low=1, trains=False),
-    schema.Field('eval.image_size', int, _scale('eval_size'), low=1, trains=False),
+    # At least SSIM's window (eval/metrics.py SSIM_WINDOW; tests/test_metrics.py ties them).
+    schema.Field('eval.image_size', int, _scale('eval_size'), low=11, trains=False),
     # Fixed across grid points: every run sees the same test set.
     schema.Field('eval.seed', int, 2024, low=0, high=MAX_SEED, trains=False),
     # A paired folder (rainy/, clean/); default data_dir/rain100L. When present, eval adds

@@ -40,7 +40,12 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
   return float('inf') if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+# SSIM's Gaussian window, pixels a side (sigma 1.5): a test image's sides need at least
+# this many (configs/grid.py bounds eval.image_size by it).
+SSIM_WINDOW = 11
+
+
+def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> np.ndarray:
   x = np.arange(size) - size // 2
   w = np.exp(-x ** 2 / (2 * sigma ** 2))
   return w / w.sum()
