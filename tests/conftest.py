@@ -105,3 +105,9 @@ def run_commands(command: str, *argvs: list[str]) -> list[subprocess.CompletedPr
   assert child.returncode == 0, child.stderr[-3000:]
   return [subprocess.CompletedProcess(argv, run['code'], run['stdout'], run['stderr'])
           for argv, run in zip(argvs, json.loads(child.stdout.strip().splitlines()[-1]))]
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+  """The `error:` lines of a command's stderr, after checking it printed no traceback."""
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  return [line for line in result.stderr.splitlines() if line.startswith('error:')]

@@ -18,7 +18,7 @@ import pytest
 import skimage
 from PIL import Image
 
-from conftest import run_commands
+from conftest import error_lines, run_commands
 from jaxderain import workdir as workdir_lock
 from jaxderain.data import ImageError, images
 from jaxderain.eval import photos, tiles
@@ -40,12 +40,6 @@ def derain(*args):
 def derain_runs(*argvs):
   """Several derain command lines, run in one process."""
   return run_commands('jaxderain.derain', *argvs)
-
-
-def error_lines(result) -> list[str]:
-  """The `error:` lines of a run's stderr, after checking it printed no traceback."""
-  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
 
 
 def sha256(path) -> str:

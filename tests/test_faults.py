@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from conftest import run_commands
+from conftest import error_lines, run_commands
 from jaxderain import errors
 from jaxderain import experiment
 from jaxderain.configs import checks, grid
@@ -30,10 +30,6 @@ def run_cli(*args, timeout=300):
   """A command line of the project in a child; returns the CompletedProcess."""
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                         timeout=timeout)
-
-
-def last_line(result) -> str:
-  return result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -72,8 +68,8 @@ def test_bad_command_lines_are_one_line_before_any_work(tmp_path):
   assert sorted(p.name for p in workdir.rglob('*')) == ['10', 'checkpoints']
   result, = run_commands('jaxderain.study', ['run', '--seeds=abc', f'--out={tmp_path}'])
   assert result.returncode != 0 and 'Traceback' not in result.stderr
-  assert last_line(result) == ('error: --seeds must be integers from 0 to 4294967295 '
-                               'separated by commas, e.g. --seeds=0,1; got abc.')
+  assert error_lines(result) == ['error: --seeds must be integers from 0 to 4294967295 '
+                                 'separated by commas, e.g. --seeds=0,1; got abc.']
 
 
 def train_until_checkpoint_20(workdir, checkpoint_every, *flags):
@@ -100,7 +96,7 @@ def test_a_workdir_serves_one_run_and_a_stale_lock_is_taken_over(tmp_path, caplo
                      '--config.total_steps=100000', '--config.checkpoint_every=20',
                      f'--mode={mode}')
     assert second.returncode != 0, second.stderr[-2000:]
-    assert f'is in use: training by PID {first.pid}' in last_line(second)
+    assert f'is in use: training by PID {first.pid}' in error_lines(second)[-1]
   assert first.poll() is None  # the holder was not disturbed
   first.send_signal(signal.SIGTERM)
   _, err = first.communicate(timeout=300)
@@ -140,7 +136,7 @@ def test_the_run_config_survives_losing_config_json(tmp_path):
     experiment.train(config, str(tmp_path))
   result = run_cli('launch.py', f'--config={SMOKE}', f'--workdir={tmp_path}')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
-  assert 'config.json is not a config' in last_line(result)
+  assert 'config.json is not a config' in error_lines(result)[-1]
 
 
 def test_eval_checks_its_output_folder_before_computing(tmp_path, monkeypatch):

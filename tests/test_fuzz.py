@@ -60,12 +60,8 @@ FIELD_NAMES = [f.name for f in grid.FIELDS if f.kind is not dict] + [
 def set_field(config: ml_collections.ConfigDict, name: str, value) -> bool:
   """Set config.NAME to `value` as a --config.NAME flag would; False when the config's
   types refuse it (the flag parser then refuses the command line as one line)."""
-  *parents, leaf = name.split('.')
-  node = config
-  for part in parents:
-    node = node[part]
   try:
-    node[leaf] = value
+    grid.SCHEMA.field(name).write(config, value)
   except (TypeError, ValueError, KeyError):
     return False
   return True

@@ -49,6 +49,15 @@ class Field:
       node = node[part]
     return node
 
+  def write(self, config, value) -> None:
+    """Set the field in `config` as --config.NAME=VALUE would: TypeError, ValueError or
+    KeyError when the ConfigDict's types refuse the value."""
+    *parents, leaf = self.name.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+
   def check(self, value) -> None:
     """ConfigError naming the field, the valid values and the flag that sets it."""
     fix = f'set --config.{self.name}.'

@@ -50,11 +50,7 @@ def point_config(point: Point):
   cadence = (AVERAGED_CHECKPOINTS, max(config.keep_checkpoints, AVERAGED_CHECKPOINTS),
              max(1, config.total_steps // 10))
   for field, value in [*zip(CADENCE, cadence), *point.overrides]:
-    *parents, leaf = field.split('.')
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+    grid_config.SCHEMA.field(field).write(config, value)
   return config
 
 
