@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxderain import models, rain
 from jaxderain.configs import grid
@@ -32,8 +33,8 @@ class Resolved:
   loss: Callable
   rain_range: rain.RainRange
   rain_shifts: list[shifts.ShiftedRain]
-  compute_dtype: Any
-  optimizer: Any
+  compute_dtype: Any  # jnp.float32 or jnp.bfloat16
+  optimizer: optax.GradientTransformation
 
 
 def rain_range(config) -> rain.RainRange:
