@@ -16,7 +16,6 @@ import ml_collections
 from jaxderain import data, models
 from jaxderain import workdir as workdir_lib
 from jaxderain.configs import checks, grid
-from jaxderain.data.testsets import rain100l, short_category
 from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate_checkpoints, finite_outputs, make_predict
 from jaxderain.train import checkpoints, loop, multi_model
@@ -31,15 +30,6 @@ def state_template(config):
   return resolved.architecture, graphdef, state, resolved.optimizer
 
 
-def category(config) -> data.Category:
-  """The background category of `config`, small images upscaled if it says so."""
-  return data.load_category(
-      config.category, config.data_dir or None, config.test_fraction,
-      strict=config.strict_images,
-      upscale_to=((config.patch_size, config.eval.image_size)
-                  if config.upscale_small_images else None))
-
-
 def build_training(config):
   """(step-0 TrainState, jitted train step, uint8 (N, P, P, 3) background set B) for
   `config`, checked for training first."""
@@ -50,9 +40,7 @@ def build_training(config):
                          config.batch_size, config.flips, device_mesh(),
                          resolved.compute_dtype)
   logging.info('Model: %s, %s parameters.', config.arch, f'{models.num_params(state.params):,}')
-  own = category(config)
-  backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
-                                    config.seed)
+  own, backgrounds = data.training_set(resolved.backgrounds)
   logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
                config.patch_size, config.patch_size, len(own.train), own.name)
   return state, step, backgrounds
@@ -125,23 +113,6 @@ def train_together(configs, workdirs) -> list[tuple]:
   return list(zip(final, histories))
 
 
-def test_sets(config, resolved: checks.Resolved) -> list[data.TestSet]:
-  """The test sets of a grid point (data/testsets.py's point_test_sets: every rain the
-  training never saw, then its own training rain)."""
-  own = category(config)
-  extra = [data.load_category(c, config.data_dir or None, config.test_fraction)
-           for c in config.eval.extra_categories
-           if short_category(c) != short_category(own.name)]
-  backgrounds = data.background_set(own.train, config.num_patches, config.patch_size,
-                                    config.seed)
-  heldout = {found.name: data.background_set(found.test, config.eval.num_images,
-                                             config.eval.image_size, config.eval.seed,
-                                             test_set=True) for found in [own, *extra]}
-  pairs = rain100l(config.eval.rain100l, config.data_dir, config.eval.rain100l_limit)
-  return data.point_test_sets(own.name, heldout, pairs, resolved.rain_shifts, backgrounds,
-                              resolved.rain_range, seed=config.eval.seed)
-
-
 def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[str, dict]:
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
@@ -150,7 +121,8 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   graphdef, template = new_state(resolved.architecture.build, config.model, config.seed,
                                  resolved.optimizer)
   with workdir_lib.evaluation(workdir, config, allow_config_change) as eval_dir:
-    sets = test_sets(config, resolved)
+    sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
+                                resolved.rain_range)
     predict = make_predict(graphdef, resolved.architecture.image)
     return evaluate_checkpoints(
         predict, template, sets, workdir=workdir, last=config.eval.average_last,

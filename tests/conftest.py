@@ -111,3 +111,12 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
   """The `error:` lines of a command's stderr, after checking it printed no traceback."""
   assert 'Traceback' not in result.stderr, result.stderr[-3000:]
   return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+
+def point_test_sets(config) -> list:
+  """The test sets a grid point's config evaluates on (as experiment.evaluate builds them)."""
+  from jaxderain import data  # pylint: disable=import-outside-toplevel
+  from jaxderain.configs import checks  # pylint: disable=import-outside-toplevel
+  resolved = checks.resolve(config)
+  return data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
+                              resolved.rain_range)

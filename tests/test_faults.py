@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from conftest import error_lines, run_commands
+from conftest import error_lines, point_test_sets, run_commands
 from jaxderain import errors
 from jaxderain import experiment
 from jaxderain.configs import checks, grid
@@ -149,7 +149,7 @@ def test_eval_checks_its_output_folder_before_computing(tmp_path, monkeypatch):
                       lambda path: types.SimpleNamespace(total=1, used=0, free=2**20))
   computed = []
   monkeypatch.setattr(evaluate_module, 'evaluate', lambda *a, **k: computed.append(a))
-  sets = len(experiment.test_sets(config, checks.resolve(config)))  # the check is sized from the sets built
+  sets = len(point_test_sets(config))  # the check is sized from the sets built
   with pytest.raises(workdir_lock.WorkdirError, match='has 1 MiB free but the evaluation '
                      f'files need about {sets * 4} MiB'):
     experiment.evaluate(config, str(tmp_path))

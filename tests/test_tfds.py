@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import point_test_sets
 from jaxderain.data import tfds_builders
 from jaxderain.data.images import ImageError, load_folder, load_image
 
@@ -239,8 +240,7 @@ def test_real_urban100_round_trips(data_dir, tmp_path):
 def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   """load_category and the eval sets read the TFDS builds in data_dir first."""
   from jaxderain.configs import grid  # pylint: disable=g-import-not-at-top
-  from jaxderain import data, experiment  # pylint: disable=g-import-not-at-top
-  from jaxderain.configs import checks  # pylint: disable=g-import-not-at-top
+  from jaxderain import data  # pylint: disable=g-import-not-at-top
   from jaxderain.data.testsets import rain100l  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(3)
   source = tmp_path / 'urban_source'
@@ -266,5 +266,5 @@ def test_a_prepared_category_and_rain100l_feed_training_and_eval(tmp_path):
   assert pairs is not None and len(pairs) == 3
   np.testing.assert_allclose(pairs.rain_layer[0],
                              np.clip(pairs.rainy[0] - pairs.clean[0], 0, 1))
-  assert [s.name for s in experiment.test_sets(config, checks.resolve(config))] == [
+  assert [s.name for s in point_test_sets(config)] == [
       'urban100_unseen', 'urban100_rain100L', 'rain100L', 'urban100_train']

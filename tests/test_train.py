@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import point_test_sets
 from jaxderain import cpu_flags, experiment
 from jaxderain import errors
 from jaxderain import workdir as workdir_module
@@ -104,7 +105,7 @@ def scores_one_by_one(config, workdir, steps) -> dict[int, dict[str, dict]]:
   architecture, graphdef, template, _ = experiment.state_template(config)
   predict = evaluate.make_predict(graphdef, architecture.image)
   manager = checkpoints.checkpoint_manager(workdir)
-  sets = experiment.test_sets(config, checks.resolve(config))
+  sets = point_test_sets(config)
   scores = {}
   for step in steps:
     state = checkpoints.restore(manager, template, step)
@@ -119,7 +120,7 @@ def test_shifted_test_sets_share_backgrounds_and_differ_in_one_parameter():
   config = smoke_config()
   config.eval.rain_shifts = ('width',)
   config.eval.extra_categories = ('natural',)  # the run's own category: not tested twice
-  sets = experiment.test_sets(config, checks.resolve(config))
+  sets = point_test_sets(config)
   names = [s.name for s in sets]
   assert names == ['natural_unseen', *[f'natural_width{w}' for w in shifts.WIDTHS],
                    'natural_train']

@@ -17,6 +17,8 @@ import optax
 
 from jaxderain import models, rain
 from jaxderain.configs import grid
+from jaxderain.data.backgrounds import BackgroundSpec
+from jaxderain.data.testsets import TestSpec
 from jaxderain.errors import ConfigError
 from jaxderain.rain import shifts
 from jaxderain.train.step import make_optimizer
@@ -26,9 +28,12 @@ COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 @dataclasses.dataclass(frozen=True)
 class Resolved:
-  """The objects a checked config names: its architecture (models registry) and loss,
-  the training rain R's range, the shifted test rains, the compute dtype and the
-  optimizer (Adam, cosine-annealed over total_steps)."""
+  """The objects a checked config names: its backgrounds (category and background set
+  B) and test sets, its architecture (models registry) and loss, the training rain R's
+  range, the shifted test rains, the compute dtype and the optimizer (Adam,
+  cosine-annealed over total_steps)."""
+  backgrounds: BackgroundSpec
+  tests: TestSpec
   architecture: models.Architecture
   loss: Callable
   rain_range: rain.RainRange
@@ -101,5 +106,12 @@ def resolve(config, training: bool = False) -> Resolved:
     raise ConfigError(f'config.eval.rain_shifts: {error}') from None
   optimizer = make_optimizer(config.learning_rate, config.b1, config.b2, config.total_steps,
                              config.final_learning_rate)
-  return Resolved(architecture, loss, training_rain, shifted,
+  backgrounds = BackgroundSpec(
+      config.category, config.data_dir or None, config.test_fraction, config.strict_images,
+      (config.patch_size, config.eval.image_size) if config.upscale_small_images else None,
+      config.num_patches, config.patch_size, config.seed)
+  tests = TestSpec(tuple(config.eval.extra_categories), config.eval.rain100l,
+                   config.eval.rain100l_limit, config.eval.num_images, config.eval.image_size,
+                   config.eval.seed)
+  return Resolved(backgrounds, tests, architecture, loss, training_rain, shifted,
                   COMPUTE_DTYPES[config.compute_dtype], optimizer)

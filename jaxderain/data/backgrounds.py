@@ -27,6 +27,22 @@ EMBEDDED_NATURAL_TEST = ('chelsea.png', 'coffee.png')
 EMBEDDED = {'natural': (EMBEDDED_NATURAL_TRAIN, EMBEDDED_NATURAL_TEST)}
 
 
+@dataclasses.dataclass(frozen=True)
+class BackgroundSpec:
+  """A grid point's backgrounds: its category (found as `load_category` finds it, split
+  by image with `test_fraction` held out, images below `upscale_to`'s (train, test) sides
+  upscaled when given), and its background set B, N = `num_patches` patches of P x P
+  (`patch_size`) drawn from the training images with `seed`."""
+  category: str
+  data_dir: str | None
+  test_fraction: float
+  strict: bool
+  upscale_to: tuple[int, int] | None
+  num_patches: int
+  patch_size: int
+  seed: int
+
+
 @dataclasses.dataclass
 class Category:
   """A background category: uint8 (H, W, 3) images by name, split by image."""
@@ -171,3 +187,10 @@ def background_set(images: dict[str, np.ndarray], num_patches: int, patch_size: 
     image = images[name]
     patches.extend(image[r:r + patch_size, c:c + patch_size] for r, c in zip(rows, cols))
   return np.stack(patches).astype(np.uint8)
+
+
+def training_set(spec: BackgroundSpec) -> tuple[Category, np.ndarray]:
+  """The category of `spec` and its background set B, uint8 (N, P, P, 3)."""
+  own = load_category(spec.category, spec.data_dir, spec.test_fraction, spec.strict,
+                      spec.upscale_to)
+  return own, background_set(own.train, spec.num_patches, spec.patch_size, spec.seed)

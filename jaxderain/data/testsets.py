@@ -19,6 +19,8 @@ import jax
 import numpy as np
 
 from jaxderain import rain
+from jaxderain.data.backgrounds import (BackgroundSpec, background_set, load_category,
+                                        training_set)
 from jaxderain.data.images import ImageError, load_image, paired_files
 
 
@@ -120,34 +122,49 @@ def rain100l(folder: str, data_dir: str, limit: int) -> TestSet | None:
   return paired_folder(RAIN100L, folder, limit) if folder.is_dir() else None
 
 
-def point_test_sets(own: str, heldout: dict[str, np.ndarray], pairs: TestSet | None,
-                    shifted, train_backgrounds: np.ndarray, train_rain,
-                    seed: int) -> list[TestSet]:
+@dataclasses.dataclass(frozen=True)
+class TestSpec:
+  """What a grid point is tested on: `count` crops of `size` x `size` of each category's
+  held-out images (its own, then `extra_categories`), rain drawn with `seed`; Rain100L
+  from the folder `rain100l` or its data_dir (`rain100l_limit` pairs at most)."""
+  extra_categories: tuple[str, ...]
+  rain100l: str
+  rain100l_limit: int
+  count: int
+  size: int
+  seed: int
+
+
+def point_test_sets(backgrounds: BackgroundSpec, spec: TestSpec, shifted,
+                    train_rain) -> list[TestSet]:
   """A grid point's test sets, all with rain the training never saw unless noted:
   - `<cat>_unseen`: the built-in unseen rain on the category's held-out backgrounds;
-  - `<cat>_rain100L` and `rain100L`: `pairs`' rain layers on them, and the pairs as
-    given, when there are pairs;
-  - the same held-out sets of each other category in `heldout` (cross-category);
+  - `<cat>_rain100L` and `rain100L`: Rain100L's rain layers on them, and its pairs as
+    given, when Rain100L is there (`rain100l`);
+  - the same held-out sets of each extra category (cross-category);
   - `<cat>_<axis><value>`: the `shifted` rains (rain/shifts.py) on the held-out
     backgrounds, one parameter moved away from the training rain, all with one rain key,
     so the sets differ only in that parameter;
-  - `<cat>_train`: as many of the uint8 `train_backgrounds` with fresh draws of the
-    training rain (not unseen: the convergence check, did the run learn its task?).
-  own: the point's category; heldout: uint8 (N, S, S, 3) crops of each category's
-  held-out images (background_set with test_set=True), `own` first; seed: the test
-  rain's key."""
+  - `<cat>_train`: up to `count` patches of the point's background set B with fresh
+    draws of its training rain `train_rain` (not unseen: the convergence check, did the
+    run learn its task?)."""
+  own, train_backgrounds = training_set(backgrounds)
+  extra = [load_category(c, backgrounds.data_dir, backgrounds.test_fraction)
+           for c in spec.extra_categories if short_category(c) != short_category(own.name)]
+  heldout = {found.name: background_set(found.test, spec.count, spec.size, spec.seed,
+                                        test_set=True) for found in [own, *extra]}
+  pairs = rain100l(spec.rain100l, backgrounds.data_dir, spec.rain100l_limit)
   sets = []
   for category, clean in heldout.items():
-    sets.append(with_synthetic_rain(set_name(category, UNSEEN), clean, seed))
+    sets.append(with_synthetic_rain(set_name(category, UNSEEN), clean, spec.seed))
     if pairs is not None:
-      sets.append(heldout_real_rain(set_name(category, RAIN100L), clean, pairs, seed))
+      sets.append(heldout_real_rain(set_name(category, RAIN100L), clean, pairs, spec.seed))
   if pairs is not None:
     sets.append(pairs)
-  sets += [with_synthetic_rain(set_name(own, rain_.name), heldout[own], seed,
+  sets += [with_synthetic_rain(set_name(own.name, rain_.name), heldout[own.name], spec.seed,
                                rain_.rain_range) for rain_ in shifted]
-  count = len(heldout[own])
   chosen = np.linspace(0, len(train_backgrounds) - 1,
-                       min(count, len(train_backgrounds))).astype(int)
-  sets.append(with_synthetic_rain(set_name(own, TRAIN), train_backgrounds[chosen],
-                                  seed + 1, train_rain))
+                       min(spec.count, len(train_backgrounds))).astype(int)
+  sets.append(with_synthetic_rain(set_name(own.name, TRAIN), train_backgrounds[chosen],
+                                  spec.seed + 1, train_rain))
   return sets

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from jaxderain import experiment, rain
+from jaxderain import data, rain
 from jaxderain.configs import checks, grid
 from jaxderain.rain import stats
 
@@ -46,7 +46,9 @@ def shares(data_dir: str = '', scale: str = 'cpu',
   config.eval.rain_shifts = ('angle',)
   bounds = training_ranges(config.eval.image_size, training_layers)
   table = {}
-  for test_set in experiment.test_sets(config, checks.resolve(config)):
+  resolved = checks.resolve(config)
+  for test_set in data.point_test_sets(resolved.backgrounds, resolved.tests,
+                                       resolved.rain_shifts, resolved.rain_range):
     if not any(test_set.name in (f'natural_{m}', m) for m in MEASURED):
       continue
     measured = np.concatenate([stats.streak_shapes(layer) for layer in test_set.rain_layer])
