@@ -18,8 +18,8 @@ import numpy as np
 from jaxderain import models
 from jaxderain.configs import grid
 from jaxderain.rain import TRAINING_RANGES
-from jaxderain.train.step import (device_mesh, init_state, make_optimizer, make_train_step,
-                                  replicate)
+from jaxderain.distributed import device_mesh, replicate
+from jaxderain.train.step import init_state, make_optimizer, make_train_step
 
 # Configs of the JAX-vs-PyTorch comparison (issue 6), name -> (arch, model options, batch,
 # patch side): a-c the ResNet at three sizes, then the `cpu` presets of configs/grid.py.

@@ -29,7 +29,8 @@ from benchmarks.common import report, time_calls
 from jaxderain import models, rain
 from jaxderain.configs import grid
 from jaxderain.train import multi_model
-from jaxderain.train.step import init_state, make_optimizer, make_train_step, replicate
+from jaxderain.distributed import replicate
+from jaxderain.train.step import init_state, make_optimizer, make_train_step
 
 _SCALES = flags.DEFINE_list('scales', ['cpu', 'paper'], 'Scales of configs/grid.py.')
 _MODELS = flags.DEFINE_list('models', ['1', '4', '8'], 'Numbers K of models trained.')

@@ -1,4 +1,5 @@
-"""Multi-process runs: when to start jax.distributed, starting it, and waiting for all.
+"""Multi-process runs: when to start jax.distributed, starting it, waiting for all, and
+the data-parallel mesh over every process's devices with arrays replicated on it.
 
 A multi-process run is the same command started once per host (a TPU VM slice) or once
 per GPU (SLURM, Open MPI). Once jax.distributed is started, jax.devices() lists the
@@ -18,6 +19,7 @@ from typing import Callable, Mapping
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
 from jaxderain.errors import first_line, DistributedError
 
 # The metadata of a Cloud TPU VM: one comma-separated entry per worker of its slice.
@@ -151,6 +153,21 @@ def processes_not_seeing(folder: pathlib.Path) -> list[int]:
   if jax.process_index() == 0:
     marker.unlink()
   return [int(i) for i in np.flatnonzero(~seen)]
+
+
+def device_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over every device, axis 'data' (batch-parallel)."""
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+  """Place every array of `tree` on all devices of `mesh`, which may span processes;
+  every process passes the same values. (jax 0.10.2's device_put of an array already on
+  a device gives a broken array when each process has a single device.)"""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)
 
 
 def _port(address: str) -> str:

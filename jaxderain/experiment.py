@@ -19,7 +19,8 @@ from jaxderain.configs import checks, grid
 from jaxderain.errors import ConfigError, NotFoundError
 from jaxderain.eval.evaluate import evaluate_checkpoints, finite_outputs, make_predict
 from jaxderain.train import checkpoints, loop, multi_model
-from jaxderain.train.step import device_mesh, make_train_step, new_state
+from jaxderain.distributed import device_mesh
+from jaxderain.train.step import make_train_step, new_state
 
 
 def state_template(config):

@@ -13,7 +13,7 @@ import numpy as np
 
 from jaxderain import experiment
 from jaxderain.configs import grid
-from jaxderain.train.step import replicate
+from jaxderain.distributed import replicate
 
 
 def main():

@@ -13,7 +13,8 @@ from jaxderain.configs import checks, grid
 from jaxderain.study import sweep
 from jaxderain.study.grids import Point
 from jaxderain.train import checkpoints, multi_model
-from jaxderain.train.step import make_train_step, replicate, sample_batch
+from jaxderain.distributed import replicate
+from jaxderain.train.step import make_train_step, sample_batch
 
 STEPS = 5
 

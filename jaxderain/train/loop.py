@@ -22,7 +22,8 @@ from jax.experimental import multihost_utils
 from jaxderain.errors import NonFiniteError, Preempted
 from jaxderain.train import checkpoints, multi_model
 from jaxderain.train.events import EventWriter
-from jaxderain.train.step import TrainState, replicate
+from jaxderain.distributed import replicate
+from jaxderain.train.step import TrainState
 
 
 @contextlib.contextmanager

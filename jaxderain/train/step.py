@@ -13,7 +13,6 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -30,21 +29,6 @@ class TrainState:
   model_state: Any
   opt_state: Any
   key: jax.Array
-
-
-def device_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over every device, axis 'data' (batch-parallel)."""
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def replicate(tree, mesh: jax.sharding.Mesh):
-  """Place every array of `tree` on all devices of `mesh`, which may span processes;
-  every process passes the same values. (jax 0.10.2's device_put of an array already on
-  a device gives a broken array when each process has a single device.)"""
-  replicated = NamedSharding(mesh, PartitionSpec())
-  return jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)
 
 
 def make_optimizer(learning_rate: float, b1: float, b2: float, total_steps: int,
