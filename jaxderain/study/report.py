@@ -143,7 +143,11 @@ def _header(report: Report, points: list[PointResult]) -> list[str]:
       '# Study report', '',
       f'Confirmatory: the primary tests on seeds {_seed_range(primary.CONFIRMATORY_SEEDS)}, '
       'fixed before they ran (docs/study.md#primary-tests). **Exploratory: everything '
-      'else** (the other seeds\' estimates, the secondary tests, the figures\' reading).',
+      'else** (the other seeds\' estimates, the secondary tests, the figures\' reading). '
+      f'A primary verdict read before its grid\'s seeds have all run ({primary.MAX_SEEDS} '
+      f'a point at cpu, {primary.TREND_SEEDS} at cpu-long) is interim: it decides nothing '
+      '(no correction for looking early, and with 2 seeds a point the 95% intervals cover '
+      'about 90% in simulation).',
       '',
       f'{report.num_points} grid points: {len(report.not_run)} not run, '
       f'{len(report.not_converged)} not converged' + (
