@@ -23,27 +23,39 @@ from jaxderain.distributed import device_mesh
 from jaxderain.train.step import make_train_step, new_state
 
 
-def state_template(config):
-  """(architecture, graphdef, step-0 TrainState, optimizer) for `config`."""
-  resolved = checks.resolve(config)
+def _checked_model(config, training: bool = False):
+  """(checks.Resolved, graphdef, step-0 TrainState) for `config`, checked first (for
+  training too when `training`)."""
+  resolved = checks.resolve(config, training=training)
   graphdef, state = new_state(resolved.architecture.build, config.model, config.seed,
                               resolved.optimizer)
+  return resolved, graphdef, state
+
+
+def state_template(config):
+  """(architecture, graphdef, step-0 TrainState, optimizer) for `config`."""
+  resolved, graphdef, state = _checked_model(config)
   return resolved.architecture, graphdef, state, resolved.optimizer
+
+
+def _training_parts(config):
+  """(checks.Resolved, graphdef, step-0 TrainState, uint8 (N, P, P, 3) background set B)
+  for `config`, checked for training first."""
+  resolved, graphdef, state = _checked_model(config, training=True)
+  logging.info('Model: %s, %s parameters.', config.arch, f'{models.num_params(state.params):,}')
+  own, backgrounds = data.training_set(resolved.backgrounds)
+  logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
+               config.patch_size, config.patch_size, len(own.train), own.name)
+  return resolved, graphdef, state, backgrounds
 
 
 def build_training(config):
   """(step-0 TrainState, jitted train step, uint8 (N, P, P, 3) background set B) for
   `config`, checked for training first."""
-  resolved = checks.resolve(config, training=True)
-  graphdef, state = new_state(resolved.architecture.build, config.model, config.seed,
-                              resolved.optimizer)
+  resolved, graphdef, state, backgrounds = _training_parts(config)
   step = make_train_step(graphdef, resolved.loss, resolved.optimizer, resolved.rain_range,
                          config.batch_size, config.flips, device_mesh(),
                          resolved.compute_dtype)
-  logging.info('Model: %s, %s parameters.', config.arch, f'{models.num_params(state.params):,}')
-  own, backgrounds = data.training_set(resolved.backgrounds)
-  logging.info('Background set: %d patches of %dx%d from %d %s images.', len(backgrounds),
-               config.patch_size, config.patch_size, len(own.train), own.name)
   return state, step, backgrounds
 
 
@@ -94,19 +106,18 @@ def train_together(configs, workdirs) -> list[tuple]:
   check_together(configs, workdirs)
   for config in configs:
     checks.resolve(config, training=True)  # every config before any work
-  built = [build_training(config) for config in configs]
-  first, how = configs[0], checks.resolve(configs[0], training=True)
-  graphdef, _ = new_state(how.architecture.build, first.model, first.seed, how.optimizer)
+  built = [_training_parts(config) for config in configs]
+  first, (how, graphdef, _, _) = configs[0], built[0]
   multi_step = multi_model.make_multi_train_step(
       graphdef, how.loss, how.optimizer, how.rain_range, first.batch_size, first.flips,
       device_mesh(), how.compute_dtype)
   with contextlib.ExitStack() as held:
-    for config, workdir, (state, _, _) in zip(configs, workdirs, built):
+    for config, workdir, (_, _, state, _) in zip(configs, workdirs, built):
       held.enter_context(workdir_lib.training(workdir, config, state))
     logging.info('Training %d grid points together: %s.', len(configs), ', '.join(
         map(str, workdirs)))
     final, histories = loop.fit_together(
-        [state for state, _, _ in built], multi_step, [b for _, _, b in built],
+        [state for _, _, state, _ in built], multi_step, [b for *_, b in built],
         workdirs=[str(w) for w in workdirs], total_steps=first.total_steps,
         log_every=first.log_every, checkpoint_every=first.checkpoint_every,
         keep_checkpoints=first.keep_checkpoints, mesh=device_mesh(),
@@ -118,9 +129,7 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   """Evaluate the latest checkpoint of WORKDIR on every test set, with means over the
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
   multi-process run, every process evaluates and process 0 writes)."""
-  resolved = checks.resolve(config)
-  graphdef, template = new_state(resolved.architecture.build, config.model, config.seed,
-                                 resolved.optimizer)
+  resolved, graphdef, template = _checked_model(config)
   with workdir_lib.evaluation(workdir, config, allow_config_change) as eval_dir:
     sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
                                 resolved.rain_range)
