@@ -17,7 +17,8 @@ from jaxderain import data, models
 from jaxderain import workdir as workdir_lib
 from jaxderain.configs import checks, grid
 from jaxderain.errors import ConfigError, NotFoundError
-from jaxderain.eval.evaluate import evaluate_checkpoints, finite_outputs, make_predict
+from jaxderain.eval.evaluate import (EVAL_BYTES_PER_SET, evaluate_checkpoints, finite_outputs,
+                                     make_predict)
 from jaxderain.train import checkpoints, loop, multi_model
 from jaxderain.distributed import device_mesh
 from jaxderain.train.step import make_train_step, new_state
@@ -130,13 +131,14 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
   multi-process run, every process evaluates and process 0 writes)."""
   resolved, graphdef, template = _checked_model(config)
-  with workdir_lib.evaluation(workdir, config, allow_config_change) as eval_dir:
-    sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
-                                resolved.rain_range)
+  sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
+                              resolved.rain_range)
+  with workdir_lib.evaluation(workdir, config, allow_config_change,
+                              room=len(sets) * EVAL_BYTES_PER_SET) as eval_dir:
+    states = checkpoints.restore_last(workdir, template, config.eval.average_last)
     predict = make_predict(graphdef, resolved.architecture.image)
     return evaluate_checkpoints(
-        predict, template, sets, workdir=workdir, last=config.eval.average_last,
-        threshold=config.eval.rain_threshold,
+        predict, states, sets, threshold=config.eval.rain_threshold,
         outdir=eval_dir if jax.process_index() == 0 else None,
         strip_images=config.eval.strip_images)
 

@@ -240,14 +240,17 @@ def training(workdir, config, state, allow_change: bool = False):
 
 
 @contextlib.contextmanager
-def evaluation(workdir, config, allow_change: bool = False):
+def evaluation(workdir, config, allow_change: bool = False, room: int = 0):
   """Hold WORKDIR for evaluating `config` for the block, which gets the folder of the
   evaluation's files (WORKDIR/eval): it must hold a checkpoint (NotFoundError) trained
-  with the config's training fields (check_workdir_config)."""
+  with the config's training fields (check_workdir_config), and process 0, which writes
+  the files, needs `room` bytes free there."""
   workdir = pathlib.Path(workdir)
   with hold(workdir, 'evaluation'):  # before reading checkpoints in use
     check_workdir_config(config, workdir, allow_change)
     if checkpoints.latest_step(workdir / checkpoints.FOLDER) is None:
       raise NotFoundError(f'No checkpoint in {workdir / checkpoints.FOLDER}: train this grid '
                           'point first (launch.py --mode=train with the same --workdir).')
+    if jax.process_index() == 0:
+      ensure_writable(workdir / EVAL, room, 'the evaluation files')
     yield workdir / EVAL

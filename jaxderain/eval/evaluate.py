@@ -15,8 +15,6 @@ from jaxderain.data.testsets import TestSet
 from jaxderain.errors import NonFiniteError
 from jaxderain.eval import metrics
 from jaxderain.rain import rain_mask
-from jaxderain.train import checkpoints
-from jaxderain.workdir import ensure_writable
 
 UNITS = ('E_R, E_B and PSNR on the 0-255 scale; PSNR and SSIM on the Y channel (BT.601); '
          'removal_share, net_removal and over_subtraction are fractions of the rain '
@@ -144,23 +142,17 @@ def evaluate(predict, params, model_state, test_sets: list[TestSet], *, step: in
 EVAL_BYTES_PER_SET = 4 * 2**20
 
 
-def evaluate_checkpoints(predict, template, test_sets: list[TestSet], *, workdir, last: int,
-                         threshold: float, outdir=None,
+def evaluate_checkpoints(predict, states: list[tuple[int, object]],
+                         test_sets: list[TestSet], *, threshold: float, outdir=None,
                          strip_images: int = 4) -> dict[str, dict]:
-  """`evaluate` WORKDIR's latest checkpoint, with `recent` means over its `last`
-  checkpoints (restored laid out like `template`, a TrainState), and log its summary
-  table; with `outdir`, its files go there (checked first for room: EVAL_BYTES_PER_SET
-  a set)."""
-  if outdir is not None:
-    ensure_writable(outdir, len(test_sets) * EVAL_BYTES_PER_SET, 'the evaluation files')
-  manager = checkpoints.checkpoint_manager(workdir)
-  steps = sorted(manager.all_steps())[-max(1, last):]
-  states = [checkpoints.restore(manager, template, step) for step in steps]
+  """`evaluate` the last of `states` ([(step, TrainState)], oldest first: a run's last
+  checkpoints), with `recent` means over all of them, and log its summary table; with
+  `outdir`, the last one's files go there (EVAL_BYTES_PER_SET a set at most)."""
   earlier = []
-  for step, state in zip(steps, states):
+  for step, state in states:
     earlier.append(evaluate(predict, state.params, state.model_state, test_sets, step=step,
                             threshold=threshold, earlier=earlier,
-                            outdir=outdir if step == steps[-1] else None,
+                            outdir=outdir if step == states[-1][0] else None,
                             strip_images=strip_images))
   for line in summary_table(earlier[-1]):
     logging.info('%s', line)

@@ -44,7 +44,7 @@ CLAIMS = {
     3: f'E_B falls with N and flattens by about N = {FLAT_FROM} (its change after '
        f'{FLAT_FROM} within +-{FLAT_RATIO} of its drop before)',
     4: 'Structural complexity: celeba > div2k/natural > manga109 > urban100',
-    5: f'Table 2: few backgrounds beat many on net removal and lose on E_B',
+    5: 'Table 2: few backgrounds beat many on net removal and lose on E_B',
     'distance': 'Beyond the training range, few backgrounds remove more of the rain than '
                 'many',
 }

@@ -177,6 +177,14 @@ def restore(manager: ocp.CheckpointManager, template, step: int | None = None):
   return restored.state
 
 
+def restore_last(workdir, template, last: int) -> list[tuple[int, object]]:
+  """[(step, TrainState)] of WORKDIR's last `last` checkpoints (at least one), oldest
+  first, laid out like `template`; empty when WORKDIR holds none."""
+  manager = checkpoint_manager(workdir)
+  steps = sorted(manager.all_steps())[-max(1, last):]
+  return [(step, restore(manager, template, step)) for step in steps]
+
+
 def restore_newest(workdir, template, attempts: int = 3):
   """restore() of WORKDIR's latest checkpoint, for a reader beside a run that may still
   be training: when the checkpoint being read is deleted under it (the run keeps only its
