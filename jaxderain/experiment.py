@@ -131,16 +131,18 @@ def evaluate(config, workdir: str, allow_config_change: bool = False) -> dict[st
   last eval.average_last checkpoints; writes WORKDIR/eval/<set>.json and .png (in a
   multi-process run, every process evaluates and process 0 writes)."""
   resolved, graphdef, template = _checked_model(config)
-  sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
-                              resolved.rain_range)
-  with workdir_lib.evaluation(workdir, config, allow_config_change,
-                              room=len(sets) * EVAL_BYTES_PER_SET) as eval_dir:
+  with workdir_lib.evaluation(workdir, config, allow_config_change) as eval_dir:
+    sets = data.point_test_sets(resolved.backgrounds, resolved.tests, resolved.rain_shifts,
+                                resolved.rain_range)
+    writes = jax.process_index() == 0
+    if writes:
+      workdir_lib.ensure_writable(eval_dir, len(sets) * EVAL_BYTES_PER_SET,
+                                  'the evaluation files')
     states = checkpoints.restore_last(workdir, template, config.eval.average_last)
     predict = make_predict(graphdef, resolved.architecture.image)
     return evaluate_checkpoints(
         predict, states, sets, threshold=config.eval.rain_threshold,
-        outdir=eval_dir if jax.process_index() == 0 else None,
-        strip_images=config.eval.strip_images)
+        outdir=eval_dir if writes else None, strip_images=config.eval.strip_images)
 
 
 def restore_predictor(workdir):

@@ -240,17 +240,14 @@ def training(workdir, config, state, allow_change: bool = False):
 
 
 @contextlib.contextmanager
-def evaluation(workdir, config, allow_change: bool = False, room: int = 0):
+def evaluation(workdir, config, allow_change: bool = False):
   """Hold WORKDIR for evaluating `config` for the block, which gets the folder of the
   evaluation's files (WORKDIR/eval): it must hold a checkpoint (NotFoundError) trained
-  with the config's training fields (check_workdir_config), and process 0, which writes
-  the files, needs `room` bytes free there."""
+  with the config's training fields (check_workdir_config)."""
   workdir = pathlib.Path(workdir)
   with hold(workdir, 'evaluation'):  # before reading checkpoints in use
     check_workdir_config(config, workdir, allow_change)
     if checkpoints.latest_step(workdir / checkpoints.FOLDER) is None:
       raise NotFoundError(f'No checkpoint in {workdir / checkpoints.FOLDER}: train this grid '
                           'point first (launch.py --mode=train with the same --workdir).')
-    if jax.process_index() == 0:
-      ensure_writable(workdir / EVAL, room, 'the evaluation files')
     yield workdir / EVAL

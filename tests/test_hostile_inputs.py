@@ -21,6 +21,7 @@ import ml_collections
 import ml_dtypes
 import numpy as np
 import pytest
+from ml_collections.config_flags.tuple_parser import TupleParser
 from PIL import Image
 
 from conftest import ROOT, SMOKE_POINT, error_lines, run_commands
@@ -241,6 +242,17 @@ def test_every_range_error_states_a_range_whose_values_are_accepted(field):
   field.write(config, allowed)
   assert field.read(config) == allowed
   checks.resolve(config)  # the advised value is accepted
+
+
+def test_extra_test_categories_that_are_not_names_are_refused_with_a_flag_that_works():
+  config = grid.get_config(SMOKE_POINT.split(':')[1])
+  config.eval.extra_categories = TupleParser().parse('0')  # as --config.eval...=0 sets it
+  with pytest.raises(ConfigError, match='extra_categories must name background') as refused:
+    checks.resolve(config)
+  for advised in re.findall(r'--config.eval.extra_categories=([^"]+?)(?:"| or)',
+                            str(refused.value)):
+    config.eval.extra_categories = TupleParser().parse(advised)
+    assert checks.resolve(config).tests.extra_categories == config.eval.extra_categories
 
 
 def test_convert_on_a_workdir_another_process_trains_is_refused_and_changes_nothing(

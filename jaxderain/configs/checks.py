@@ -110,7 +110,12 @@ def resolve(config, training: bool = False) -> Resolved:
       config.category, config.data_dir or None, config.test_fraction, config.strict_images,
       (config.patch_size, config.eval.image_size) if config.upscale_small_images else None,
       config.num_patches, config.patch_size, config.seed)
-  tests = TestSpec(tuple(config.eval.extra_categories), config.eval.rain100l,
+  extra = tuple(config.eval.extra_categories)
+  if not all(isinstance(category, str) and category for category in extra):
+    raise ConfigError(f'config.eval.extra_categories must name background categories, got '
+                      f'{extra!r}: pass names, e.g. --config.eval.extra_categories=natural '
+                      "or \"--config.eval.extra_categories=('natural', 'urban100')\".")
+  tests = TestSpec(extra, config.eval.rain100l,
                    config.eval.rain100l_limit, config.eval.num_images, config.eval.image_size,
                    config.eval.seed)
   return Resolved(backgrounds, tests, architecture, loss, training_rain, shifted,
