@@ -19,6 +19,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 
 from absl import flags
 
@@ -52,21 +53,34 @@ def _unmap_large_blocks_when_freed() -> None:
     pass
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> threading.Event:
   """SIGTERM leaves through the normal exit path (exit 143), so the PNG being written
-  removes its partial file; the outputs written so far stay, and a rerun resumes."""
+  removes its partial file; the outputs written so far stay, and a rerun resumes. The
+  returned event is set once SIGTERM came: the SystemExit the handler raises is lost when
+  the signal lands in a finalizer (Python ignores exceptions there), so the caller checks
+  the event between tile batches too."""
+  stopped = threading.Event()
+
   def stop(signum, frame):
     del signum, frame
-    print('jaxderain: derain stopped by SIGTERM; rerun the same command to resume.',
-          file=sys.stderr)
+    if not stopped.is_set():
+      print('jaxderain: derain stopped by SIGTERM; rerun the same command to resume.',
+            file=sys.stderr)
+    stopped.set()
     sys.exit(PREEMPTED_EXIT_CODE)
 
   signal.signal(signal.SIGTERM, stop)
+  return stopped
+
+
+def _exit_if_set(stopped: threading.Event) -> None:
+  if stopped.is_set():
+    sys.exit(PREEMPTED_EXIT_CODE)
 
 
 def main(argv):
   cli.no_arguments(argv)
-  _stop_on_sigterm()
+  stopped = _stop_on_sigterm()
   _unmap_large_blocks_when_freed()
   if _TILE.value % 32 or _TILE.value < 32 or not 0 <= _OVERLAP.value < _TILE.value // 2:
     raise ConfigError(f'--tile must be a positive multiple of 32 and --overlap in [0, '
@@ -79,8 +93,14 @@ def main(argv):
   check_output_folder(_OUTPUT.value, [source for source, _ in pairs])
   predict, step = experiment.restore_predictor(_WORKDIR.value)
   logging.info('Derain %d image(s) with %s at step %d.', len(pairs), _WORKDIR.value, step)
-  summary = derain_files(predict, pairs, _TILE.value, _OVERLAP.value, _BATCH.value,
-                         _STRICT.value, _WORKDIR.value)
+
+  def predict_until_stopped(tiles):
+    _exit_if_set(stopped)
+    return predict(tiles)
+
+  summary = derain_files(predict_until_stopped, pairs, _TILE.value, _OVERLAP.value,
+                         _BATCH.value, _STRICT.value, _WORKDIR.value)
+  _exit_if_set(stopped)
   print(json.dumps({'step': step, 'written': len(summary['written']),
                     'skipped': summary['skipped'], 'output': _OUTPUT.value}))
   if not summary['written']:

@@ -216,6 +216,22 @@ def test_sigterm_during_derain_removes_the_partial_file_and_the_rerun_resumes(
   assert Image.open(out / 'b_large.png').size == (1600, 1600)
 
 
+def test_sigterm_landing_in_a_finalizer_still_stops_derain_between_tile_batches():
+  """Python drops an exception raised in a finalizer (__del__), the handler's exit with it;
+  derain's stop event is set all the same and ends the run at the next tile batch."""
+  script = '\n'.join([
+      'import signal, sys', 'from jaxderain import derain', 'dropped = []',
+      'sys.unraisablehook = lambda report: dropped.append(report.exc_type)',
+      'stopped = derain._stop_on_sigterm()',
+      'class Finalized:', '  def __del__(self): signal.raise_signal(signal.SIGTERM)',
+      'Finalized()', 'assert dropped == [SystemExit] and stopped.is_set(), dropped',
+      'derain._exit_if_set(stopped)', 'print("went on")'])
+  result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+  assert result.returncode == 143 and 'went on' not in result.stdout, result.stderr[-3000:]
+  assert result.stderr.count('stopped by SIGTERM') == 1
+
+
 def value_the_message_allows(message: str, kind: type):
   """A value inside the range a range error states ('in [0, 1)', '> 0', '>= 1')."""
   found = re.search(r'must be (?:in ([\[(])(\S+), (\S+?)([\])])|([>]=?) (\S+)), got', message)
