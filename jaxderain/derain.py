@@ -74,6 +74,7 @@ def _stop_on_sigterm() -> threading.Event:
 
 
 def _exit_if_set(stopped: threading.Event) -> None:
+  """Exit 143 if SIGTERM came (the handler's own exit may have been dropped)."""
   if stopped.is_set():
     sys.exit(PREEMPTED_EXIT_CODE)
 
